@@ -22,22 +22,24 @@ import torch
 
 Sigma = float | torch.Tensor
 
-# Below these |z| phi uses its Taylor series. The 4-term series errs by z^4/120; autograd's gradient
-# of expm1(z)/z loses about eps/|z| to cancellation. Each threshold keeps both near the dtype's eps.
+# Below these |z| phi uses its Taylor series, which errs by z^6/5040 (its slope by z^5/840); above
+# them autograd's slope of expm1(z)/z loses about eps/|z| to cancellation. Each threshold keeps
+# both errors near the dtype's eps.
 _SERIES_THRESHOLD = {torch.float64: 1e-3, torch.float32: 5e-2}
 
 
 def phi(z: torch.Tensor) -> torch.Tensor:
     """``phi(z) = expm1(z) / z`` with ``phi(0) = 1``, smooth in value and gradient through 0.
 
-    Near 0 it is the series ``1 + z/2 + z^2/6 + z^3/24``; elsewhere ``expm1(z) / z``. The branch not
+    Near 0 it is the series ``1 + z/2 + z^2/6 + z^3/24 + z^4/120 + z^5/720``; elsewhere
+    ``expm1(z) / z``. The branch not
     taken is fed a harmless argument so that no NaN leaks into the gradient through ``torch.where``.
     """
     threshold = _SERIES_THRESHOLD.get(z.dtype, 5e-2)
     small = z.abs() < threshold
     z_far = torch.where(small, torch.ones_like(z), z)
     far = torch.expm1(z_far) / z_far
-    near = 1 + z * (1 / 2 + z * (1 / 6 + z / 24))
+    near = 1 + z * (1 / 2 + z * (1 / 6 + z * (1 / 24 + z * (1 / 120 + z / 720))))
     return torch.where(small, near, far)
 
 
@@ -114,9 +116,10 @@ class ArcFlowPolicy:
             raise ValueError(f"{name} must lie in [0, 1], got {sigma.tolist()}")
         return sigma
 
-    def _per_sample(self, sigma: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` -> ``(B, 1, 1, ...)`` broadcastable against ``(B, K, C, *spatial)``."""
-        return sigma.view(-1, *([1] * (self.velocity_means.ndim - 1)))
+    def _per_sample(self, sigma: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
+        """``(B,)`` -> ``(B, 1, 1, ...)`` with ``ndim`` dimensions (default: that of the means)."""
+        ndim = self.velocity_means.ndim if ndim is None else ndim
+        return sigma.view(-1, *([1] * (ndim - 1)))
 
     def _rates(self) -> torch.Tensor:
         """``r`` for all K components, ``r_0 = 0``: ``(B, K, 1, *spatial)``."""
@@ -172,7 +175,7 @@ class ArcFlowPolicy:
         step = self._as_batch_sigma(sigma_from, "sigma_from") - self._as_batch_sigma(
             sigma_to, "sigma_to"
         )
-        return (x.to(self.dtype) - self._per_sample(step) * vbar).to(x.dtype)
+        return (x.to(self.dtype) - self._per_sample(step, x.ndim) * vbar).to(x.dtype)
 
     # ------------------------------------------------------------------ derived policies
     def detach(self) -> ArcFlowPolicy:
