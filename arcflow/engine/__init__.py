@@ -1,0 +1,20 @@
+"""mmengine glue: optimiser, hooks (EMA, checkpoints, validation samples, throughput), wrappers."""
+
+from arcflow.engine.checkpoint import ArcFlowCheckpointHook, latest_checkpoint, list_checkpoints
+from arcflow.engine.ema import ArcFlowEMAHook, ema_beta
+from arcflow.engine.monitor import ThroughputHook
+from arcflow.engine.optim import ArcFlowOptimWrapper, ArcFlowOptimWrapperConstructor
+from arcflow.engine.wrappers import ArcFlowDDP, ArcFlowFSDP
+
+__all__ = [
+    "ArcFlowCheckpointHook",
+    "ArcFlowDDP",
+    "ArcFlowEMAHook",
+    "ArcFlowFSDP",
+    "ArcFlowOptimWrapper",
+    "ArcFlowOptimWrapperConstructor",
+    "ThroughputHook",
+    "ema_beta",
+    "latest_checkpoint",
+    "list_checkpoints",
+]

@@ -1,0 +1,206 @@
+"""Training checkpoints: trainable tensors only, written atomically, resumed automatically.
+
+Layout of ``checkpoints/<run>/``::
+
+    iter_000500/trainable.safetensors   trainable tensors of the model (no frozen base)
+    iter_000500/ema.safetensors         EMA of those tensors, float32
+    iter_000500/state.pt                optimiser, schedulers, iteration, RNG states
+    latest                              name of the newest complete checkpoint
+
+A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is
+replaced atomically after that, so a crash mid-write never leaves a corrupt latest. ``state.pt``
+holds tensors and plain Python values only and loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.dist import barrier, is_main_process
+from mmengine.hooks import Hook
+from safetensors.torch import load_file, save_file
+
+from arcflow.engine.ema import trainable_parameters
+from arcflow.registry import HOOKS
+
+_DIR = re.compile(r"^iter_(\d{6,})$")
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()  # noqa: NPY002 (the global state is what we restore)
+    return dict(
+        torch=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        numpy=[np_state[0], np_state[1].tolist(), *np_state[2:]],
+        python=list(random.getstate()[1]),
+        python_version=random.getstate()[0],
+        python_gauss=random.getstate()[2],
+    )
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))  # noqa: NPY002
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The checkpoint named by ``root/latest``, else the newest complete one, else None."""
+    root = Path(root)
+    pointer = root / "latest"
+    if pointer.is_file():
+        named = root / pointer.read_text().strip()
+        if named.is_dir():
+            return named
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+@HOOKS.register_module()
+class ArcFlowCheckpointHook(Hook):
+    """Saves every ``interval`` iterations and at the end; resumes from the run's latest.
+
+    Args:
+        out_dir: the run's checkpoint folder (``tools/train.py`` sets ``checkpoints/<run>``).
+        interval: iterations between checkpoints.
+        keep_last: how many of the newest checkpoints to keep.
+        keep_every: also keep every checkpoint whose iteration is a multiple of this (0: none).
+        resume: resume from ``out_dir``'s latest checkpoint when there is one.
+    """
+
+    priority = "LOW"
+
+    def __init__(
+        self,
+        out_dir: str,
+        interval: int = 500,
+        keep_last: int = 2,
+        keep_every: int = 0,
+        resume: bool = True,
+    ) -> None:
+        if interval < 1 or keep_last < 1:
+            raise ValueError("interval and keep_last must be >= 1")
+        self.out_dir = Path(out_dir)
+        self.interval = interval
+        self.keep_last = keep_last
+        self.keep_every = keep_every
+        self.resume = resume
+
+    @staticmethod
+    def _ema_hook(runner):
+        return next((h for h in runner.hooks if type(h).__name__ == "ArcFlowEMAHook"), None)
+
+    # ------------------------------------------------------------------ save
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.every_n_train_iters(runner, self.interval):
+            self.save(runner, runner.iter + 1)
+
+    def after_train(self, runner) -> None:
+        done = runner.iter
+        if done > 0 and not (self.out_dir / f"iter_{done:06d}").is_dir():
+            self.save(runner, done)
+
+    def save(self, runner, done: int) -> Path:
+        """Write the checkpoint after ``done`` iterations (on rank 0) and prune old ones."""
+        final = self.out_dir / f"iter_{done:06d}"
+        if is_main_process():
+            tmp = self.out_dir / f".tmp_iter_{done:06d}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            trainable = _contiguous(trainable_parameters(runner.model))
+            save_file(trainable, str(tmp / "trainable.safetensors"))
+            ema_hook = self._ema_hook(runner)
+            if ema_hook is not None:
+                save_file(_contiguous(ema_hook.state_dict()), str(tmp / "ema.safetensors"))
+            state = dict(
+                iteration=done,
+                optimizer=runner.optim_wrapper.state_dict(),
+                schedulers=[s.state_dict() for s in runner.param_schedulers or []],
+                rng=_rng_state(),
+            )
+            torch.save(state, tmp / "state.pt")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            _write_text_atomic(self.out_dir / "latest", final.name)
+            self._prune()
+            runner.logger.info(f"checkpoint saved: {final}")
+        barrier()
+        return final
+
+    def _prune(self) -> None:
+        found = list_checkpoints(self.out_dir)
+        for path in found[: -self.keep_last]:
+            step = int(_DIR.match(path.name).group(1))
+            if self.keep_every and step % self.keep_every == 0:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+
+    # ------------------------------------------------------------------ resume
+    def before_train(self, runner) -> None:
+        if not self.resume:
+            return
+        path = latest_checkpoint(self.out_dir)
+        if path is None:
+            return
+        self.load(runner, path)
+
+    def load(self, runner, path: Path) -> None:
+        """Restore model, EMA, optimiser, schedulers, iteration and RNG from ``path``."""
+        params = trainable_parameters(runner.model)
+        saved = load_file(str(path / "trainable.safetensors"))
+        missing = sorted(set(params) - set(saved))
+        unexpected = sorted(set(saved) - set(params))
+        if missing or unexpected:
+            raise RuntimeError(
+                f"checkpoint {path} does not match this model's trainable tensors: missing "
+                f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+                f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}. Resume with the config "
+                "that wrote it, or start afresh with --no-resume / another work dir."
+            )
+        with torch.no_grad():
+            for name, param in params.items():
+                if param.shape != saved[name].shape:
+                    raise RuntimeError(
+                        f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, the "
+                        f"model has {tuple(param.shape)}"
+                    )
+                param.copy_(saved[name])
+        ema_hook = self._ema_hook(runner)
+        if ema_hook is not None and (path / "ema.safetensors").is_file():
+            ema_hook.load_state_dict(load_file(str(path / "ema.safetensors")))
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        runner.optim_wrapper.load_state_dict(state["optimizer"])
+        for scheduler, sched_state in zip(runner.param_schedulers or [], state["schedulers"]):
+            scheduler.load_state_dict(sched_state)
+        _set_rng_state(state["rng"])
+        runner.train_loop._iter = state["iteration"]
+        runner.message_hub.update_info("iter", state["iteration"])
+        runner.logger.info(f"resumed from {path} at iteration {state['iteration']}")

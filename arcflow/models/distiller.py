@@ -1,0 +1,227 @@
+"""The ArcFlow distiller: trajectory imitation of a frozen teacher (method.md section 5)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from mmengine.dist import get_rank
+from mmengine.logging import MessageHub
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
+from torch import nn
+
+from arcflow.flow import step_boundaries, warp_sigma
+from arcflow.models.imitation import ImitationConfig, imitate_segment, teacher_ratio
+from arcflow.registry import MODELS
+
+Cond = dict[str, torch.Tensor]
+
+MODES = ("data_free", "data")
+
+
+def iteration_generator(seed: int, iteration: int, rank: int) -> torch.Generator:
+    """A CPU generator for one (iteration, rank): draws depend on nothing else, so a resumed run
+    draws the same noise, intervals and dropout masks as an uninterrupted one."""
+    return torch.Generator().manual_seed(hash((seed, iteration, rank)) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def current_iteration() -> int:
+    """The Runner's iteration (0 outside a Runner)."""
+    return int(MessageHub.get_current_instance().get_info("iter", 0))
+
+
+@MODELS.register_module()
+class ArcFlowDistiller(BaseModel):
+    """Distils the student's teacher into its ArcFlow heads and LoRA.
+
+    Args:
+        student: an ``ArcFlowStudent`` or its config dict (``arcflow.models.build_student``).
+        prompt_encoder: turns a batch's ``prompt`` strings into the conditioning dict; ``None``
+            when batches carry cached embeddings.
+        nfe, timestep_ratio: the step layout trained for (method.md section 3).
+        teacher_ratio_decay: ``N_decay``, iterations over which ``rho_T`` falls from 1 to 0.
+        imitation: keyword arguments of :class:`ImitationConfig`.
+        latent_size: ``(H, W)`` of the unpacked latents when a batch does not say.
+        mode: ``"data_free"`` (rollout from noise) or ``"data"`` (start from real latents).
+        seed: seeds the per-iteration generator.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module | dict,
+        prompt_encoder: nn.Module | dict | None = None,
+        nfe: int = 2,
+        timestep_ratio: float = 1.0,
+        teacher_ratio_decay: int = 1000,
+        imitation: dict | None = None,
+        latent_size: tuple[int, int] = (128, 128),
+        mode: str = "data_free",
+        seed: int = 0,
+        data_preprocessor: dict | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if nfe < 1:
+            raise ValueError(f"nfe must be >= 1, got {nfe}")
+        if isinstance(student, dict):
+            from arcflow.models.builders import build_student
+
+            student = build_student(student)
+        if isinstance(prompt_encoder, dict):
+            from arcflow.models.builders import build_prompt_encoder
+
+            prompt_encoder = build_prompt_encoder(prompt_encoder)
+        self.student = student
+        self.prompt_encoder = prompt_encoder
+        if self.prompt_encoder is not None:
+            self.prompt_encoder.requires_grad_(False)
+        self.nfe = nfe
+        self.timestep_ratio = timestep_ratio
+        self.teacher_ratio_decay = teacher_ratio_decay
+        self.imitation = ImitationConfig(**(imitation or {}))
+        self.latent_size = tuple(latent_size)
+        self.mode = mode
+        self.seed = seed
+
+    # ------------------------------------------------------------------ inputs
+    def conditioning(self, data: dict[str, Any]) -> Cond:
+        """The conditioning dict of a batch: its cached embeddings, or its prompts encoded."""
+        cond = {k: v for k, v in data.items() if k.endswith(("_embeds", "_embeds_mask"))}
+        if cond:
+            return cond
+        if self.prompt_encoder is None:
+            raise ValueError(
+                "the batch has no cached embeddings (keys ending in '_embeds') and the distiller "
+                "has no prompt_encoder: set model.prompt_encoder in the config or cache prompts"
+            )
+        with torch.no_grad():
+            return self.prompt_encoder(list(data["prompt"]))
+
+    def _latent_shape(self, data: dict[str, Any], batch: int) -> tuple[int, ...]:
+        size = data.get("latent_size")
+        if size is None:
+            height, width = self.latent_size
+        else:
+            sizes = {tuple(int(v) for v in s) for s in size}
+            if len(sizes) != 1:
+                raise ValueError(f"a batch must share one latent size, got {sorted(sizes)}")
+            height, width = sizes.pop()
+        return (batch, self.student.latent_channels, height, width)
+
+    def _teacher(self, cond: Cond):
+        def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            return self.student.teacher_velocity(x, sigma, cond)
+
+        return velocity
+
+    # ------------------------------------------------------------------ one segment
+    def segment_loss(
+        self,
+        x_src: torch.Tensor,
+        tau_src: float,
+        segment: float,
+        cond: Cond,
+        rho_t: float,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student forward at ``(x_src, sigma(tau_src))`` and its imitation loss on the segment.
+
+        Returns:
+            ``(L, x_end)``: the segment's loss (with gradient) and the detached end state.
+        """
+        sigma_src = warp_sigma(tau_src, self.imitation.shift)
+        sigma = torch.full((x_src.shape[0],), sigma_src, device=x_src.device)
+        policy = self.student.student_policy(x_src, sigma, cond)
+        return imitate_segment(
+            policy, x_src, tau_src, segment, self._teacher(cond), rho_t, self.imitation, generator
+        )
+
+    def forward(self, mode: str = "segment", **kwargs: Any) -> Any:
+        """``segment``: one segment's loss (routed through a DDP/FSDP wrapper when there is one);
+        ``loss``: the whole rollout's losses without an optimiser step."""
+        if mode == "segment":
+            return self.segment_loss(**kwargs)
+        if mode == "loss":
+            return self.rollout_losses(**kwargs)
+        raise ValueError(f"unknown forward mode {mode!r}: use 'segment' or 'loss'")
+
+    # ------------------------------------------------------------------ the rollout
+    def _plan(
+        self, data: dict[str, Any], cond: Cond, generator: torch.Generator
+    ) -> tuple[torch.Tensor, list[tuple[float, float, float]]]:
+        """The start state and ``(tau_src, S, weight)`` of each segment trained this iteration.
+
+        Data-free: pure noise, then all ``nfe`` segments in order, weights ``S_j`` (each segment
+        starts where the previous one's rollout ended). Data variant: one segment chosen uniformly,
+        starting from real latents noised to its start, weight 1.
+        """
+        first = next(iter(cond.values()))
+        taus = step_boundaries(self.nfe, self.timestep_ratio).tolist()
+        noise = torch.randn(self._latent_shape(data, len(first)), generator=generator)
+        noise = noise.to(first.device)
+        if self.mode == "data":
+            j = int(torch.randint(self.nfe, (1,), generator=generator))
+            sigma = warp_sigma(taus[j], self.imitation.shift)
+            latents = data["latents"].to(device=first.device, dtype=torch.float32)
+            return (1 - sigma) * latents + sigma * noise, [(taus[j], taus[j] - taus[j + 1], 1.0)]
+        return noise, [
+            (taus[j], taus[j] - taus[j + 1], taus[j] - taus[j + 1]) for j in range(self.nfe)
+        ]
+
+    def rollout_losses(
+        self, data: dict[str, Any], iteration: int = 0, rank: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Every weighted segment loss of one iteration, with gradient, without stepping."""
+        cond = self.conditioning(data)
+        generator = iteration_generator(self.seed, iteration, rank)
+        rho_t = teacher_ratio(iteration, self.teacher_ratio_decay)
+        x, plan = self._plan(data, cond, generator)
+        losses = {}
+        for j, (tau_src, segment, weight) in enumerate(plan):
+            loss, x = self.segment_loss(x, tau_src, segment, cond, rho_t, generator)
+            losses[f"loss_seg{j}"] = loss * weight
+        return losses
+
+    def train_step(
+        self, data: dict[str, Any], optim_wrapper: OptimWrapper, wrapper: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One iteration: a backward pass per student segment, then one optimiser step.
+
+        Each segment starts from the detached end of the previous one, so its backward may run at
+        once and memory holds a single segment's graph; the gradient is the same. Under DDP,
+        ``wrapper`` routes each segment's forward through the wrapper and all but the last backward
+        run under ``no_sync``, so gradients are reduced once per iteration.
+        """
+        forward = wrapper if wrapper is not None else self
+        data = self.data_preprocessor(data, training=True)
+        iteration = current_iteration()
+        generator = iteration_generator(self.seed, iteration, get_rank())
+        rho_t = teacher_ratio(iteration, self.teacher_ratio_decay)
+        cond = self.conditioning(data)
+        x, plan = self._plan(data, cond, generator)
+        log_vars: dict[str, torch.Tensor] = {}
+        total = torch.zeros(())
+        for j, (tau_src, segment, weight) in enumerate(plan):
+            last = j == len(plan) - 1
+            sync = nullcontext() if last or not hasattr(forward, "no_sync") else forward.no_sync()
+            with sync, optim_wrapper.optim_context(forward):
+                loss, x = forward(
+                    mode="segment",
+                    x_src=x,
+                    tau_src=tau_src,
+                    segment=segment,
+                    cond=cond,
+                    rho_t=rho_t,
+                    generator=generator,
+                )
+                optim_wrapper.backward(loss * weight)
+            log_vars[f"loss_seg{j}"] = loss.detach()
+            total = total + loss.detach().cpu() * weight
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        log_vars["loss"] = total
+        log_vars["teacher_ratio"] = torch.tensor(rho_t)
+        return log_vars

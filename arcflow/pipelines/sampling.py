@@ -1,0 +1,95 @@
+"""The one sampling loop of the project, over unpacked latents ``(B, C, H, W)``.
+
+Used by the diffusers pipelines, the training-time validation hook and evaluation, so that a
+validation image and a pipeline image from the same noise are the same image.
+
+Student (ArcFlow or the linear shortcut, K = 1): ``nfe`` evaluations at the step boundaries
+``sigma_j = warp(tau_j)`` (``tau`` from :func:`step_boundaries`), each followed by the closed-form
+move ``x <- P_j.move(x, sigma_j, sigma_{j+1})``.
+
+Teacher: ``steps`` Euler steps ``x <- x + (sigma_{j+1} - sigma_j) * u_T(x, sigma_j)`` on the uniform
+raw grid under the same static shift, guidance included in ``u_T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+
+from arcflow.flow import ArcFlowPolicy, step_boundaries, warp_sigma
+
+Cond = dict[str, torch.Tensor]
+StepCallback = Callable[[int, float, torch.Tensor], Any]
+
+
+class SupportsSampling(Protocol):
+    """What the sampler needs of a model: the student's policy and the teacher's velocity."""
+
+    def student_policy(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> ArcFlowPolicy: ...
+
+    def teacher_velocity(
+        self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond
+    ) -> torch.Tensor: ...
+
+
+def student_sigmas(nfe: int, timestep_ratio: float = 1.0, shift: float = 3.2) -> torch.Tensor:
+    """Noise levels at the student's step boundaries, float64 ``(nfe + 1,)`` from 1 to 0."""
+    return warp_sigma(step_boundaries(nfe, timestep_ratio), shift)
+
+
+def teacher_sigmas(steps: int, shift: float = 3.2) -> torch.Tensor:
+    """Noise levels of an Euler teacher on the uniform raw grid, float64 ``(steps + 1,)``."""
+    if steps < 1:
+        raise ValueError(f"teacher steps must be >= 1, got {steps}")
+    return warp_sigma(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+
+
+def _batch_sigma(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return value.to(device=x.device, dtype=torch.float32).expand(x.shape[0])
+
+
+@torch.no_grad()
+def sample_student(
+    model: SupportsSampling,
+    noise: torch.Tensor,
+    cond: Cond,
+    nfe: int = 2,
+    timestep_ratio: float = 1.0,
+    shift: float = 3.2,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """Generate latents with ``nfe`` student evaluations from ``noise`` ``(B, C, H, W)``.
+
+    ``callback(step, sigma, latents)`` runs after each step (pipelines feed their progress bar
+    and ``callback_on_step_end`` from it).
+    """
+    sigmas = student_sigmas(nfe, timestep_ratio, shift)
+    x = noise
+    for j in range(nfe):
+        policy = model.student_policy(x, _batch_sigma(sigmas[j], x), cond)
+        x = policy.move(x, float(sigmas[j]), float(sigmas[j + 1]))
+        if callback is not None:
+            callback(j, float(sigmas[j + 1]), x)
+    return x
+
+
+@torch.no_grad()
+def sample_teacher(
+    model: SupportsSampling,
+    noise: torch.Tensor,
+    cond: Cond,
+    steps: int = 50,
+    shift: float = 3.2,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """Generate latents with ``steps`` Euler steps of the teacher from ``noise``."""
+    sigmas = teacher_sigmas(steps, shift)
+    x = noise
+    for j in range(steps):
+        u = model.teacher_velocity(x, _batch_sigma(sigmas[j], x), cond)
+        x = (x.float() + float(sigmas[j + 1] - sigmas[j]) * u.float()).to(x.dtype)
+        if callback is not None:
+            callback(j, float(sigmas[j + 1]), x)
+    return x
