@@ -1,0 +1,90 @@
+"""Build an :class:`ArcFlowStudent` from a config dict (the ``student`` entry of a config).
+
+::
+
+    student = dict(
+        arch="flux",                                   # or "qwen_image"
+        transformer=dict(
+            from_config="full",                        # "full" or a dict of constructor args
+            from_pretrained="black-forest-labs/FLUX.1-dev",  # Hub id or local folder (optional)
+            subfolder="transformer",
+            torch_dtype="bfloat16",
+        ),
+        num_components=16, lora_rank=256, ...,         # ArcFlowStudent keyword arguments
+    )
+
+On the meta device the architecture comes from ``from_config`` and nothing is loaded (parameter
+counts, shape checks). Elsewhere ``from_pretrained`` loads the weights (checked against
+``from_config`` when both are given); without it the base is randomly initialised (tiny models).
+A misspelt key is a TypeError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import torch
+from diffusers import ModelMixin
+
+from arcflow.models.arch import get_arch
+from arcflow.models.loading import build_transformer, load_base_transformer
+from arcflow.models.student import ArcFlowStudent
+
+
+class ParamCounts(NamedTuple):
+    trainable: int
+    frozen: int  # the base (teacher) model: every original weight, frozen
+    total: int
+
+
+def build_base_from_cfg(
+    arch: str,
+    device: torch.device | str = "meta",
+    *,
+    from_config: dict[str, Any] | str | None = None,
+    from_pretrained: str | None = None,
+    subfolder: str | None = "transformer",
+    torch_dtype: torch.dtype | str | None = None,
+) -> ModelMixin:
+    """The base transformer of a ``transformer=dict(...)`` config entry (see the module doc)."""
+    if isinstance(from_config, Mapping):
+        from_config = dict(from_config)
+    if str(device) == "meta" or from_pretrained is None:
+        if from_config is None:
+            raise ValueError(
+                f"building on {device} needs transformer.from_config ('full' or constructor args)"
+            )
+        return build_transformer(arch, from_config, device=device, torch_dtype=torch_dtype)
+    transformer = load_base_transformer(from_pretrained, arch, torch_dtype, subfolder)
+    if from_config is not None:
+        expected = get_arch(arch).full_config if from_config == "full" else from_config
+        for key, value in expected.items():
+            loaded = transformer.config.get(key)
+            if isinstance(value, (list, tuple)) and isinstance(loaded, (list, tuple)):
+                value, loaded = list(value), list(loaded)
+            if loaded != value:
+                raise ValueError(
+                    f"{from_pretrained} has {key}={loaded!r}, the config expects {value!r}"
+                )
+    return transformer.to(device)
+
+
+def build_student_from_cfg(
+    cfg: Mapping[str, Any], device: torch.device | str = "meta"
+) -> ArcFlowStudent:
+    """``dict(arch=..., transformer=dict(...), **ArcFlowStudent kwargs)`` -> the student."""
+    kwargs = dict(cfg)
+    missing = [key for key in ("arch", "transformer") if key not in kwargs]
+    if missing:
+        raise KeyError(f"student config lacks {missing}")
+    arch = kwargs.pop("arch")
+    transformer = build_base_from_cfg(arch, device, **dict(kwargs.pop("transformer")))
+    return ArcFlowStudent(transformer, arch, **kwargs)
+
+
+def count_parameters(student: ArcFlowStudent) -> ParamCounts:
+    """Trainable (heads + ``norm_out.linear`` + LoRA), frozen (the base) and total counts."""
+    trainable = sum(param.numel() for _, param in student.trainable_named_parameters())
+    total = sum(param.numel() for param in student.parameters())
+    return ParamCounts(trainable, total - trainable, total)
