@@ -1,12 +1,30 @@
-"""Distributed model wrappers whose train step keeps the distiller's per-segment backward."""
+"""Distributed model wrappers whose train step keeps the distiller's per-segment backward.
+
+They live in mmengine's root registry: the Runner looks wrappers up with ``MODEL_WRAPPERS.get``,
+which does not search scoped child registries.
+"""
 
 from __future__ import annotations
 
 import torch
+from diffusers.models.transformers.transformer_flux import (
+    FluxSingleTransformerBlock,
+    FluxTransformerBlock,
+)
+from diffusers.models.transformers.transformer_qwenimage import QwenImageTransformerBlock
 from mmengine.model import MMDistributedDataParallel
 from mmengine.model.wrappers import MMFullyShardedDataParallel
+from mmengine.registry import FUNCTIONS, MODEL_WRAPPERS
+from torch import nn
 
-from arcflow.registry import MODEL_WRAPPERS
+TRANSFORMER_BLOCKS = (FluxTransformerBlock, FluxSingleTransformerBlock, QwenImageTransformerBlock)
+
+
+@FUNCTIONS.register_module(name="arcflow_transformer_blocks")
+def transformer_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
+    """FSDP auto-wrap policy: one FSDP unit per FLUX / Qwen-Image transformer block, so only one
+    block's full weights are gathered at a time."""
+    return True if recurse else isinstance(module, TRANSFORMER_BLOCKS)
 
 
 def _delegate_train_step(wrapper, data, optim_wrapper):

@@ -37,9 +37,9 @@ class ArcFlowDistiller(BaseModel):
     """Distils the student's teacher into its ArcFlow heads and LoRA.
 
     Args:
-        student: an ``ArcFlowStudent`` or its config dict (``arcflow.models.build_student``).
-        prompt_encoder: turns a batch's ``prompt`` strings into the conditioning dict; ``None``
-            when batches carry cached embeddings.
+        student: an ``ArcFlowStudent`` or its config dict (``build_student_from_cfg``).
+        prompt_encoder: a ``PromptEncoder`` (or its keyword arguments) that embeds a batch's
+            ``prompt`` strings; ``None`` when batches carry cached embeddings.
         nfe, timestep_ratio: the step layout trained for (method.md section 3).
         teacher_ratio_decay: ``N_decay``, iterations over which ``rho_T`` falls from 1 to 0.
         imitation: keyword arguments of :class:`ImitationConfig`.
@@ -67,13 +67,13 @@ class ArcFlowDistiller(BaseModel):
         if nfe < 1:
             raise ValueError(f"nfe must be >= 1, got {nfe}")
         if isinstance(student, dict):
-            from arcflow.models.builders import build_student
+            from arcflow.models.builder import build_student_from_cfg
 
-            student = build_student(student)
+            student = build_student_from_cfg(student, device="cpu")
         if isinstance(prompt_encoder, dict):
-            from arcflow.models.builders import build_prompt_encoder
+            from arcflow.models.text_encoders import PromptEncoder
 
-            prompt_encoder = build_prompt_encoder(prompt_encoder)
+            prompt_encoder = PromptEncoder(**prompt_encoder)
         self.student = student
         self.prompt_encoder = prompt_encoder
         if self.prompt_encoder is not None:

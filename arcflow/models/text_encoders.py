@@ -1,0 +1,81 @@
+"""Prompt encoding through the stock diffusers pipelines (no re-implementation of templates)."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import FluxPipeline, QwenImagePipeline
+from torch import nn
+
+from arcflow.models.arch import get_arch
+
+_PIPELINES = {"flux": FluxPipeline, "qwen_image": QwenImagePipeline}
+
+
+class PromptEncoder(nn.Module):
+    """Frozen text encoder(s) of a diffusers folder or hub id, returning the conditioning dict.
+
+    FLUX: ``prompt_embeds (B, L, 4096)`` (T5) and ``pooled_prompt_embeds (B, 768)`` (CLIP).
+    Qwen-Image: ``prompt_embeds (B, L, 3584)``, ``prompt_embeds_mask (B, L)`` and, for the
+    teacher's true CFG, ``negative_prompt_embeds`` / ``negative_prompt_embeds_mask`` of the empty
+    prompt (padded to one length with the positives, so the CFG pair runs as one batch).
+
+    Args:
+        arch: ``"flux"`` or ``"qwen_image"``.
+        pretrained: hub id or local diffusers folder holding the tokenizers and text encoders.
+        max_sequence_length: token budget of the long encoder (T5 / Qwen2.5-VL).
+        torch_dtype: dtype of the encoders (e.g. ``"bfloat16"``).
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        pretrained: str,
+        max_sequence_length: int = 512,
+        torch_dtype: str | None = None,
+        negative_prompt: str = "",
+    ) -> None:
+        super().__init__()
+        self.arch = get_arch(arch).name
+        dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+        try:
+            pipe = _PIPELINES[self.arch].from_pretrained(
+                pretrained, transformer=None, vae=None, torch_dtype=dtype
+            )
+        except OSError as error:
+            raise OSError(
+                f"could not load the text encoders of '{pretrained}' ({error}). Without network "
+                "access, pass a local diffusers pipeline folder holding tokenizer*/ and "
+                "text_encoder*/ (model.prompt_encoder.pretrained in the config)."
+            ) from error
+        self.pipe = pipe
+        self.encoders = nn.ModuleList(
+            m for m in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if m is not None
+        )
+        self.encoders.requires_grad_(False).eval()
+        self.max_sequence_length = max_sequence_length
+        self.negative_prompt = negative_prompt
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoders.parameters()).device
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        if self.arch == "flux":
+            embeds, pooled, _ = self.pipe.encode_prompt(
+                prompts, prompts, device=self.device, max_sequence_length=self.max_sequence_length
+            )
+            return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        embeds, mask = self.pipe.encode_prompt(
+            prompts + [self.negative_prompt] * len(prompts),
+            device=self.device,
+            max_sequence_length=self.max_sequence_length,
+        )
+        positive, negative = embeds.chunk(2)
+        positive_mask, negative_mask = mask.chunk(2)
+        return {
+            "prompt_embeds": positive,
+            "prompt_embeds_mask": positive_mask,
+            "negative_prompt_embeds": negative,
+            "negative_prompt_embeds_mask": negative_mask,
+        }

@@ -1,0 +1,50 @@
+# A seconds-long distillation run for tests and CI: a randomly initialised 1+1-block FLUX
+# architecture as the teacher, a K = 4 rank-4 student, cached prompt embeddings. It exercises the
+# exact code path of configs/flux/arcflow_flux.py at toy size.
+_base_ = ["../_base_/runtime/default.py", "../_base_/schedules/distill.py"]
+
+_tiny_flux = dict(
+    patch_size=1,
+    in_channels=16,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    pooled_projection_dim=32,
+    guidance_embeds=True,
+    axes_dims_rope=(4, 4, 8),
+)
+model = dict(
+    type="ArcFlowDistiller",
+    student=dict(
+        arch="flux",
+        transformer=dict(from_config=_tiny_flux),
+        num_components=4,
+        lora_rank=4,
+        lora_alpha=4,
+        guidance_scale=3.5,
+    ),
+    nfe=2,
+    teacher_ratio_decay=4,
+    latent_size=(8, 8),
+    seed=0,
+)
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    sampler=dict(type="InfiniteSampler", shuffle=True),
+    collate_fn=dict(type="default_collate"),
+    dataset=dict(type="EmbeddingDataset", path="work_dirs/ci_prompt_embeds.safetensors"),
+)
+optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad_from_iter=2)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=2),
+]
+train_cfg = dict(max_iters=6)
+default_hooks = dict(logger=dict(interval=1))
+custom_hooks = [
+    dict(type="ArcFlowEMAHook", gamma=7.0, start_iter=2),
+    dict(type="ArcFlowCheckpointHook", interval=2, keep_last=2, keep_every=0),
+    dict(type="ThroughputHook"),
+]

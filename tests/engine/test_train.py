@@ -1,0 +1,121 @@
+"""tools/train.py end to end on the CI config: logs, checkpoints, resume, DDP, config typos."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from arcflow.engine.launch import prepare_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "configs/tiny/arcflow_ci_flux.py"
+
+
+@pytest.fixture(scope="module")
+def embeddings(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "embeds.safetensors"
+    g = torch.Generator().manual_seed(0)
+    save_file(
+        {
+            "prompt_embeds": torch.randn(8, 6, 32, generator=g),
+            "pooled_prompt_embeds": torch.randn(8, 32, generator=g),
+        },
+        str(path),
+    )
+    return path
+
+
+def train(work_dir: Path, embeddings: Path, *extra: str, nproc: int = 1) -> None:
+    options = [f"train_dataloader.dataset.path={embeddings}", *extra]
+    if nproc == 1:
+        cmd = [sys.executable, "tools/train.py", CONFIG]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        cmd += [f"--nproc_per_node={nproc}", "tools/train.py", CONFIG, "--launcher", "pytorch"]
+    cmd += ["--work-dir", str(work_dir), "--cfg-options", *options]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def logged(work_dir: Path) -> dict[int, dict]:
+    """Per-iteration scalars of every run in ``work_dir`` (a resumed run appends its own file)."""
+    rows = {}
+    for path in sorted(work_dir.glob("*/vis_data/scalars.json")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            rows[row["iter"]] = row
+    return rows
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, embeddings):
+    work_dir = tmp_path_factory.mktemp("full")
+    train(work_dir, embeddings)
+    return work_dir
+
+
+def test_run_logs_checkpoints_and_keeps_only_trainable_tensors(uninterrupted):
+    rows = logged(uninterrupted)
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6]
+    for key in ("loss", "teacher_ratio", "lr", "grad_norm", "it_per_s", "peak_mem_mb"):
+        assert key in rows[6], key
+    assert rows[1]["teacher_ratio"] == 1.0 and rows[6]["teacher_ratio"] == 0.0
+    assert list(uninterrupted.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard log"
+
+    checkpoints = uninterrupted / "checkpoints"
+    assert (checkpoints / "latest").read_text() == "iter_000006"
+    assert sorted(p.name for p in checkpoints.glob("iter_*")) == ["iter_000004", "iter_000006"]
+    trainable = load_file(str(checkpoints / "iter_000006" / "trainable.safetensors"))
+    ema = load_file(str(checkpoints / "iter_000006" / "ema.safetensors"))
+    assert set(trainable) == set(ema)
+    for name in trainable:
+        assert any(part in name for part in ("lora_", "proj_out.", "norm_out.linear")), name
+    assert not any("teacher_proj" in name for name in trainable)
+    assert not list(checkpoints.glob(".tmp*")), "a temporary checkpoint folder was left behind"
+
+
+def test_interrupted_run_resumes_with_identical_losses(uninterrupted, embeddings, tmp_path):
+    train(tmp_path, embeddings, "train_cfg.max_iters=3")  # stops after 3 of the 6 iterations
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "iter_000003"
+    train(tmp_path, embeddings)  # the same command again: continues from iteration 3
+    full, resumed = logged(uninterrupted), logged(tmp_path)
+    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    for it in range(1, 7):
+        for key in ("loss_seg0", "loss_seg1", "grad_norm", "lr"):
+            assert resumed[it][key] == pytest.approx(full[it][key], rel=1e-6, abs=1e-9), (it, key)
+    final = load_file(str(tmp_path / "checkpoints" / "iter_000006" / "trainable.safetensors"))
+    reference = load_file(
+        str(uninterrupted / "checkpoints" / "iter_000006" / "trainable.safetensors")
+    )
+    for name in reference:
+        torch.testing.assert_close(final[name], reference[name], rtol=1e-5, atol=1e-7)
+
+
+def test_two_rank_gloo_ddp_with_resume(embeddings, tmp_path):
+    train(tmp_path, embeddings, "train_cfg.max_iters=2", nproc=2)
+    train(tmp_path, embeddings, "train_cfg.max_iters=4", nproc=2)
+    rows = logged(tmp_path)
+    assert sorted(rows) == [1, 2, 3, 4]
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "iter_000004"
+
+
+def test_unknown_top_level_key_is_named():
+    with pytest.raises(KeyError, match="max_iter"):
+        prepare_config(str(ROOT / CONFIG), cfg_options={"max_iter": 3})
+
+
+def test_misspelt_model_argument_is_named():
+    from mmengine.registry import init_default_scope
+
+    from arcflow.registry import MODELS
+
+    cfg = prepare_config(str(ROOT / CONFIG), cfg_options={"model.teacher_ratio_decy": 3})
+    init_default_scope("arcflow")
+    with pytest.raises(TypeError, match="teacher_ratio_decy"):
+        MODELS.build(cfg.model)
