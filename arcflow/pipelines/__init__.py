@@ -7,4 +7,4 @@ from arcflow.pipelines.sampling import (
     teacher_sigmas,
 )
 
-__all__ = ["sample_student", "sample_teacher", "student_sigmas", "teacher_sigmas"]
+__all__ = ["make_noise", "sample_student", "sample_teacher", "student_sigmas", "teacher_sigmas"]

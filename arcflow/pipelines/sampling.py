@@ -46,6 +46,30 @@ def teacher_sigmas(steps: int, shift: float = 3.2) -> torch.Tensor:
     return warp_sigma(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
 
 
+def make_noise(
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Starting noise ``(B, C, H, W)`` in unpacked latent layout, drawn in float32 on the CPU.
+
+    Drawing on the CPU from CPU generators makes the same seed give the same noise on every
+    device and for every consumer (pipelines, validation, evaluation). A list gives one generator
+    per sample, so an image does not depend on the batch it was made in.
+    """
+    shape = (channels, height, width)
+    if isinstance(generator, list):
+        if len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch}")
+        noise = torch.stack([torch.randn(shape, generator=g) for g in generator])
+    else:
+        noise = torch.randn((batch, *shape), generator=generator)
+    return noise.to(device)
+
+
 def _batch_sigma(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return value.to(device=x.device, dtype=torch.float32).expand(x.shape[0])
 
