@@ -3,6 +3,7 @@
 from arcflow.engine.checkpoint import ArcFlowCheckpointHook, latest_checkpoint, list_checkpoints
 from arcflow.engine.ema import ArcFlowEMAHook, ema_beta
 from arcflow.engine.monitor import ThroughputHook
+from arcflow.engine.validation import ValidationSamplesHook
 from arcflow.engine.optim import ArcFlowOptimWrapper, ArcFlowOptimWrapperConstructor
 from arcflow.engine.wrappers import ArcFlowDDP, ArcFlowFSDP
 
@@ -14,6 +15,7 @@ __all__ = [
     "ArcFlowOptimWrapper",
     "ArcFlowOptimWrapperConstructor",
     "ThroughputHook",
+    "ValidationSamplesHook",
     "ema_beta",
     "latest_checkpoint",
     "list_checkpoints",

@@ -47,4 +47,5 @@ custom_hooks = [
     dict(type="ArcFlowEMAHook", gamma=7.0, start_iter=2),
     dict(type="ArcFlowCheckpointHook", interval=2, keep_last=2, keep_every=0),
     dict(type="ThroughputHook"),
+    dict(type="ValidationSamplesHook", interval=3, num_prompts=2, seeds=(0,)),
 ]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from arcflow.engine.launch import prepare_config
 
@@ -66,7 +67,13 @@ def test_run_logs_checkpoints_and_keeps_only_trainable_tensors(uninterrupted):
     for key in ("loss", "teacher_ratio", "lr", "grad_norm", "it_per_s", "peak_mem_mb"):
         assert key in rows[6], key
     assert rows[1]["teacher_ratio"] == 1.0 and rows[6]["teacher_ratio"] == 0.0
-    assert list(uninterrupted.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard log"
+    events = list(uninterrupted.glob("*/vis_data/events.out.tfevents.*"))
+    assert events, "no TensorBoard log"
+    board = EventAccumulator(str(events[0]))
+    board.Reload()
+    assert {"loss", "teacher_ratio", "grad_norm", "lr", "it_per_s"} <= set(board.Tags()["scalars"])
+    # the validation grid: before training and every 3 iterations
+    assert [e.step for e in board.Images("val/samples")] == [0, 3, 6]
 
     checkpoints = uninterrupted / "checkpoints"
     assert (checkpoints / "latest").read_text() == "iter_000006"

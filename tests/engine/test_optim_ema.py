@@ -1,0 +1,91 @@
+"""Optimiser wrapper (late clipping, non-finite skip, lr multipliers) and the EMA schedule."""
+
+import math
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from torch import nn
+
+from arcflow.engine import ArcFlowOptimWrapperConstructor, ema_beta
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(3, 3)
+        self.log_rates = nn.Linear(3, 2)
+        self.frozen = nn.Linear(3, 3).requires_grad_(False)
+
+
+def build(clip_from=2, max_norm=1.0):
+    cfg = dict(
+        optimizer=dict(type="AdamW", lr=1e-2, betas=(0.9, 0.95), weight_decay=0.0),
+        clip_grad=dict(max_norm=max_norm),
+        clip_grad_from_iter=clip_from,
+    )
+    net = Net()
+    wrapper = ArcFlowOptimWrapperConstructor(cfg, dict(lr_mult=dict(log_rates=0.1)))(net)
+    return net, wrapper
+
+
+def set_iter(i):
+    MessageHub.get_current_instance().update_info("iter", i)
+
+
+def test_only_trainable_parameters_with_lr_multipliers():
+    net, wrapper = build()
+    groups = {
+        round(g["lr"], 8): {id(p) for p in g["params"]} for g in wrapper.optimizer.param_groups
+    }
+    assert groups == {
+        1e-2: {id(net.body.weight), id(net.body.bias)},
+        1e-3: {id(net.log_rates.weight), id(net.log_rates.bias)},
+    }
+
+
+def test_unknown_lr_mult_key_is_named():
+    cfg = dict(optimizer=dict(type="AdamW", lr=1e-2))
+    with pytest.raises(ValueError, match="log_rate_head"):
+        ArcFlowOptimWrapperConstructor(cfg, dict(lr_mult=dict(log_rate_head=0.1)))(Net())
+
+
+def test_clipping_starts_at_its_iteration():
+    net, wrapper = build(clip_from=2, max_norm=1.0)
+    hub = MessageHub.get_current_instance()
+    for it, clipped in ((0, False), (2, True)):
+        set_iter(it)
+        net.body.weight.grad = torch.full((3, 3), 10.0)
+        before = net.body.weight.grad.clone()
+        wrapper.step()
+        assert hub.get_scalar("train/grad_norm").current() == pytest.approx(30.0)
+        # the step clipped the gradient in place, or left it as it was
+        norm_after = net.body.weight.grad.norm().item()
+        assert (
+            (norm_after == pytest.approx(1.0, rel=1e-4))
+            if clipped
+            else torch.equal(net.body.weight.grad, before)
+        )
+        wrapper.zero_grad()
+
+
+def test_non_finite_norm_skips_the_step():
+    net, wrapper = build()
+    set_iter(5)
+    weight = net.body.weight.detach().clone()
+    net.body.weight.grad = torch.full((3, 3), math.nan)
+    wrapper.step()
+    assert torch.equal(net.body.weight, weight)
+    assert net.body.weight.grad is None
+    assert wrapper.skipped_steps == 1
+    net.body.weight.grad = torch.ones(3, 3)
+    wrapper.step()
+    assert not torch.equal(net.body.weight, weight)
+
+
+def test_ema_beta_schedule():
+    assert ema_beta(1, 100, 7.0) == 0.0
+    assert ema_beta(100, 100, 7.0) == 0.0
+    assert ema_beta(101, 100, 7.0) == 0.0  # t = 1: (1 - 1)^8
+    assert ema_beta(102, 100, 7.0) == pytest.approx(0.5**8)
+    assert ema_beta(1100, 100, 7.0) == pytest.approx((1 - 1 / 1000) ** 8)
