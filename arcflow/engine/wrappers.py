@@ -56,6 +56,10 @@ class ArcFlowFSDP(MMFullyShardedDataParallel):
     that LoRA and heads keep their names) that hands the train step to the model."""
 
     def __init__(self, module, **kwargs):
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "FSDP needs CUDA GPUs; on CPU train with DDP (the plain config under torchrun)"
+            )
         kwargs.setdefault("use_orig_params", True)
         super().__init__(module=module, **kwargs)
 
