@@ -3,8 +3,8 @@
 from arcflow.engine.checkpoint import ArcFlowCheckpointHook, latest_checkpoint, list_checkpoints
 from arcflow.engine.ema import ArcFlowEMAHook, ema_beta
 from arcflow.engine.monitor import ThroughputHook
-from arcflow.engine.validation import ValidationSamplesHook
 from arcflow.engine.optim import ArcFlowOptimWrapper, ArcFlowOptimWrapperConstructor
+from arcflow.engine.validation import ValidationSamplesHook
 from arcflow.engine.wrappers import ArcFlowDDP, ArcFlowFSDP
 
 __all__ = [
