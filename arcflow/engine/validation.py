@@ -45,8 +45,9 @@ class ValidationSamplesHook(Hook):
         prompts: the prompts; ``None`` takes the first ``num_prompts`` items of the training set
             (useful when training on cached embeddings).
         seeds: one row per seed.
-        vae: a diffusers folder (or hub id) whose ``vae`` decodes the latents; ``None`` logs a
-            preview of the latents.
+        vae: a diffusers folder (or hub id) whose ``vae`` decodes the latents; by default the one
+            the distiller's prompt encoder was loaded from; without either a latent preview is
+            logged.
         nfe, timestep_ratio, shift: the sampler's settings.
         ema: sample with the EMA weights (when an EMA hook runs), else the raw weights.
     """
@@ -82,16 +83,19 @@ class ValidationSamplesHook(Hook):
         dataset = runner.train_dataloader.dataset
         return default_collate([dataset[i] for i in range(min(self.num_prompts, len(dataset)))])
 
-    def _decoder(self, arch: str):
-        if self.vae is None:
+    def _decoder(self, model):
+        source = self.vae or getattr(model.prompt_encoder, "pretrained", None)
+        if source is None:
             return None
         if self._codec is None:
             from diffusers import AutoencoderKL, AutoencoderKLQwenImage
 
             from arcflow.models.vae import LatentCodec
 
+            arch = model.student.arch.name
             cls = AutoencoderKLQwenImage if arch == "qwen_image" else AutoencoderKL
-            self._codec = LatentCodec(cls.from_pretrained(self.vae, subfolder="vae").eval())
+            vae = cls.from_pretrained(source, subfolder="vae").to(model.student.transformer.device)
+            self._codec = LatentCodec(vae.eval())
         return self._codec
 
     @contextmanager
@@ -137,7 +141,7 @@ class ValidationSamplesHook(Hook):
                 latents = sample_student(
                     student, noise, cond, self.nfe, self.timestep_ratio, self.shift
                 )
-                decoder = self._decoder(student.arch.name)
+                decoder = self._decoder(model)
                 images.append(
                     latent_preview(latents) if decoder is None else decoder.decode(latents)
                 )

@@ -48,6 +48,7 @@ class PromptEncoder(nn.Module):
                 "text_encoder*/ (model.prompt_encoder.pretrained in the config)."
             ) from error
         self.pipe = pipe
+        self.pretrained = pretrained
         self.encoders = nn.ModuleList(
             m for m in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if m is not None
         )

@@ -1,4 +1,4 @@
-# configs/qwen/arcflow_qwen.py with the DDP wrapper spelled out (torchrun runs of the plain config get
-# the same wrapper by default):
+# configs/qwen/arcflow_qwen.py with the DDP wrapper spelled out (plain configs under torchrun
+# get the same wrapper by default):
 #   torchrun --nproc_per_node=8 tools/train.py configs/qwen/arcflow_qwen_ddp.py --launcher pytorch
 _base_ = ["./arcflow_qwen.py", "../_base_/distributed/ddp.py"]

@@ -2,7 +2,9 @@
 # the project's EMA / checkpoint / throughput hooks, iteration-based progress.
 default_scope = "arcflow"
 
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="nccl"))
+env_cfg = dict(
+    cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="nccl")
+)
 
 default_hooks = dict(
     runtime_info=dict(type="RuntimeInfoHook"),
