@@ -9,7 +9,9 @@ from arcflow.models.builder import build_student_from_cfg, count_parameters
 from arcflow.models.distiller import ArcFlowDistiller
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*/*.py"))
+CONFIGS = sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*/*.py") if not p.name.startswith("_")
+)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
