@@ -1,10 +1,29 @@
-"""Sampling: the one loop over latents, and the diffusers pipelines built on it."""
+"""Sampling: the one loop over latents, and the diffusers pipelines built on it.
 
-from arcflow.pipelines.sampling import (
-    sample_student,
-    sample_teacher,
-    student_sigmas,
-    teacher_sigmas,
-)
+Names are imported on first use: ``inference_*.py --help`` then starts without torch, and
+training-time validation imports the sampling loop without diffusers' pipeline modules.
+"""
 
-__all__ = ["make_noise", "sample_student", "sample_teacher", "student_sigmas", "teacher_sigmas"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "make_noise": "sampling",
+    "sample_student": "sampling",
+    "sample_teacher": "sampling",
+    "student_sigmas": "sampling",
+    "teacher_sigmas": "sampling",
+    "ARCFLOW_SHIFT": "base",
+    "ArcFluxPipeline": "flux",
+    "ArcQwenImagePipeline": "qwen_image",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -14,14 +14,16 @@ raw grid under the same static shift, guidance included in ``u_T``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from arcflow.flow import ArcFlowPolicy, step_boundaries, warp_sigma
 
 Cond = dict[str, torch.Tensor]
-StepCallback = Callable[[int, float, torch.Tensor], Any]
+# callback(step, sigma reached, latents) after each step; a returned tensor replaces the latents
+# (as diffusers' ``callback_on_step_end`` may), None keeps them.
+StepCallback = Callable[[int, float, torch.Tensor], torch.Tensor | None]
 
 
 class SupportsSampling(Protocol):
@@ -70,6 +72,13 @@ def make_noise(
     return noise.to(device)
 
 
+def _after_step(
+    callback: StepCallback | None, step: int, sigma: float, x: torch.Tensor
+) -> torch.Tensor:
+    replaced = None if callback is None else callback(step, sigma, x)
+    return x if replaced is None else replaced
+
+
 def _batch_sigma(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return value.to(device=x.device, dtype=torch.float32).expand(x.shape[0])
 
@@ -87,15 +96,14 @@ def sample_student(
     """Generate latents with ``nfe`` student evaluations from ``noise`` ``(B, C, H, W)``.
 
     ``callback(step, sigma, latents)`` runs after each step (pipelines feed their progress bar
-    and ``callback_on_step_end`` from it).
+    and ``callback_on_step_end`` from it); a tensor it returns replaces the latents.
     """
     sigmas = student_sigmas(nfe, timestep_ratio, shift)
     x = noise
     for j in range(nfe):
         policy = model.student_policy(x, _batch_sigma(sigmas[j], x), cond)
         x = policy.move(x, float(sigmas[j]), float(sigmas[j + 1]))
-        if callback is not None:
-            callback(j, float(sigmas[j + 1]), x)
+        x = _after_step(callback, j, float(sigmas[j + 1]), x)
     return x
 
 
@@ -114,6 +122,5 @@ def sample_teacher(
     for j in range(steps):
         u = model.teacher_velocity(x, _batch_sigma(sigmas[j], x), cond)
         x = (x.float() + float(sigmas[j + 1] - sigmas[j]) * u.float()).to(x.dtype)
-        if callback is not None:
-            callback(j, float(sigmas[j + 1]), x)
+        x = _after_step(callback, j, float(sigmas[j + 1]), x)
     return x

@@ -1,0 +1,187 @@
+"""What the ArcFlow FLUX and Qwen-Image pipelines share: adapter loading, the static shift, the
+call into the one sampling loop (:mod:`arcflow.pipelines.sampling`), progress bar, callbacks and
+decoding.
+
+The pipelines never denoise themselves: the starting noise comes from :func:`make_noise` in the
+unpacked latent layout ``(B, C, H, W)`` and goes through :func:`sample_student` /
+:func:`sample_teacher` exactly as in training-time validation and evaluation, so the same seed
+gives the same latents everywhere. Packing to tokens happens inside the student's arch adapter;
+the diffusers scheduler (and its resolution-dependent shift) is never used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+from arcflow.models.adapter_format import load_arcflow_adapter
+from arcflow.models.heads import ArcFlowHead
+from arcflow.models.student import ArcFlowStudent
+from arcflow.models.vae import LatentCodec
+from arcflow.pipelines.sampling import (
+    Cond,
+    make_noise,
+    sample_student,
+    sample_teacher,
+    student_sigmas,
+    teacher_sigmas,
+)
+
+# The static shift both released students were distilled with (method.md section 1).
+ARCFLOW_SHIFT = 3.2
+
+Generators = torch.Generator | list[torch.Generator] | None
+StepEndCallback = (
+    Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    | PipelineCallback
+    | MultiPipelineCallbacks
+)
+
+
+class ArcFlowPipelineMixin:
+    """Mixed into a diffusers pipeline class that has ``transformer``, ``vae``,
+    ``image_processor``, ``vae_scale_factor``, ``encode_prompt`` and ``progress_bar``."""
+
+    arch: ClassVar[str]
+    arcflow_student: ArcFlowStudent | None = None
+
+    # ------------------------------------------------------------------ adapter
+    def load_arcflow_adapter(
+        self, path_or_repo: str | Path, subfolder: str | None = None
+    ) -> ArcFlowStudent:
+        """Turn ``self.transformer`` (in place) into the ArcFlow student of a published-format
+        folder or Hub repository subfolder (e.g. ``"ymyy307/ArcFlow", "arcflow-flux-2steps"``)."""
+        if isinstance(self.transformer.proj_out, ArcFlowHead):
+            raise ValueError(
+                "an ArcFlow adapter is already loaded into this pipeline's transformer; load the "
+                "pipeline again to use another one"
+            )
+        self.arcflow_student = load_arcflow_adapter(self.transformer, path_or_repo, subfolder)
+        return self.arcflow_student
+
+    @property
+    def student(self) -> ArcFlowStudent:
+        if self.arcflow_student is None:
+            raise RuntimeError(
+                f"no ArcFlow adapter loaded: call {type(self).__name__}.load_arcflow_adapter"
+                "(path_or_repo, subfolder) first"
+            )
+        return self.arcflow_student
+
+    # ------------------------------------------------------------------ shared call
+    def _latent_size(self, height: int | None, width: int | None) -> tuple[int, int, int, int]:
+        """Image and unpacked-latent sizes; both sides must be multiples of vae_scale_factor * 2
+        (one latent pixel per vae_scale_factor, 2x2 latent pixels per token)."""
+        multiple = self.vae_scale_factor * 2
+        height = height or self.default_sample_size * self.vae_scale_factor
+        width = width or self.default_sample_size * self.vae_scale_factor
+        if height % multiple or width % multiple:
+            raise ValueError(
+                f"height and width must be multiples of {multiple} for this VAE and 2x2 token "
+                f"packing, got {height}x{width}"
+            )
+        return height, width, height // self.vae_scale_factor, width // self.vae_scale_factor
+
+    def _step_callback(
+        self,
+        progress_bar: Any,
+        sigmas: torch.Tensor,
+        callback_on_step_end: StepEndCallback | None,
+        tensor_inputs: list[str],
+        cond: Cond,
+    ) -> Callable[[int, float, torch.Tensor], torch.Tensor | None]:
+        """The sampler's per-step callback: advance the bar and run ``callback_on_step_end`` as
+        diffusers does, ``(pipe, step, timestep = 1000 * sigma evaluated, {name: tensor})``;
+        ``"latents"`` it returns replaces the ``(B, C, H, W)`` latents."""
+        unknown = sorted(set(tensor_inputs) - {"latents", "prompt_embeds"})
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs: unknown {unknown}")
+
+        def callback(step: int, sigma: float, latents: torch.Tensor) -> torch.Tensor | None:
+            progress_bar.update()
+            if callback_on_step_end is None:
+                return None
+            available = {"latents": latents, "prompt_embeds": cond["prompt_embeds"]}
+            timestep = (sigmas[step] * 1000).float()
+            outputs = callback_on_step_end(
+                self, step, timestep, {k: available[k] for k in tensor_inputs}
+            )
+            return (outputs or {}).get("latents")
+
+        return callback
+
+    @torch.no_grad()
+    def _generate(
+        self,
+        cond: Cond,
+        batch: int,
+        height: int | None,
+        width: int | None,
+        num_inference_steps: int,
+        timestep_ratio: float,
+        shift: float | None,
+        teacher_steps: int | None,
+        guidance_scale: float | None,
+        generator: Generators,
+        latents: torch.Tensor | None,
+        output_type: str,
+        callback_on_step_end: StepEndCallback | None,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> torch.Tensor | list | Any:
+        """Noise -> student (or teacher) latents -> images. Returns what ``output_type`` asks:
+        ``"latent"`` gives the unpacked latents ``(B, C, H/f, W/f)`` float32."""
+        student = self.student
+        height, width, latent_h, latent_w = self._latent_size(height, width)
+        device = self._execution_device
+        if latents is None:
+            noise = make_noise(
+                batch, student.latent_channels, latent_h, latent_w, generator, device
+            )
+        else:
+            expected = (batch, student.latent_channels, latent_h, latent_w)
+            if tuple(latents.shape) != expected:
+                raise ValueError(
+                    f"latents must be unpacked noise of shape {expected}, got "
+                    f"{tuple(latents.shape)}"
+                )
+            noise = latents.to(device=device, dtype=torch.float32)
+        shift = ARCFLOW_SHIFT if shift is None else shift
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if teacher_steps:
+            sigmas = teacher_sigmas(teacher_steps, shift)
+        else:
+            sigmas = student_sigmas(num_inference_steps, timestep_ratio, shift)
+
+        configured_scale = student.guidance_scale
+        if guidance_scale is not None:
+            student.guidance_scale = guidance_scale
+        try:
+            with self.progress_bar(total=len(sigmas) - 1) as progress_bar:
+                callback = self._step_callback(
+                    progress_bar,
+                    sigmas,
+                    callback_on_step_end,
+                    list(callback_on_step_end_tensor_inputs),
+                    cond,
+                )
+                if teacher_steps:
+                    out = sample_teacher(student, noise, cond, teacher_steps, shift, callback)
+                else:
+                    out = sample_student(
+                        student, noise, cond, num_inference_steps, timestep_ratio, shift, callback
+                    )
+        finally:
+            student.guidance_scale = configured_scale
+
+        if output_type == "latent":
+            images = out
+        else:
+            decoded = LatentCodec(self.vae).decode(out.to(device))
+            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        return images

@@ -1,0 +1,393 @@
+"""The command line of ``inference_flux.py`` and ``inference_qwen.py`` (one implementation).
+
+Image ``i`` (prompt-major: prompt ``p``'s ``k``-th image is ``i = p * num_images + k``) is drawn
+from seed ``--seed + i`` with its own generator, and each prompt's images form one batch, so an
+image does not depend on which other prompts run or where. Under ``torchrun`` the prompts are
+dealt round-robin to the ranks (NCCL on CUDA, gloo on CPU) and every rank writes its own images
+into the shared ``--out`` folder: the files equal those of a single process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+# torch, diffusers and the pipelines load after argument parsing: --help and usage errors are
+# instant instead of taking the ~10 s those imports cost.
+if TYPE_CHECKING:
+    import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PUBLISHED_REPO = "ymyy307/ArcFlow"
+EXIT_LOAD_ERROR = 2
+
+
+@dataclass(frozen=True)
+class CliSpec:
+    """What differs between the FLUX and the Qwen-Image command lines."""
+
+    name: str  # shown in messages: "FLUX.1-dev", "Qwen-Image"
+    pipeline: str  # class name in arcflow.pipelines
+    default_model: str
+    default_adapter: str  # "<repo>/<subfolder>" on the Hub
+    tiny_model: str  # folders under the repository root
+    tiny_adapter: str
+    tiny_size: int = 64  # image side of the tiny stacks
+    # The tiny FLUX teacher was trained on T5 padded to 32 tokens (arcflow/data/tiny_stack.py).
+    tiny_max_sequence_length: int = 512
+
+
+FLUX = CliSpec(
+    name="FLUX.1-dev",
+    pipeline="ArcFluxPipeline",
+    default_model="black-forest-labs/FLUX.1-dev",
+    default_adapter=f"{PUBLISHED_REPO}/arcflow-flux-2steps",
+    tiny_model="checkpoints/tiny-flux",
+    tiny_adapter="checkpoints/tiny-flux-arcflow",
+    tiny_max_sequence_length=32,
+)
+QWEN_IMAGE = CliSpec(
+    name="Qwen-Image",
+    pipeline="ArcQwenImagePipeline",
+    default_model="Qwen/Qwen-Image",
+    default_adapter=f"{PUBLISHED_REPO}/arcflow-qwen-2steps",
+    tiny_model="checkpoints/tiny-qwen",
+    tiny_adapter="checkpoints/tiny-qwen-arcflow",
+)
+
+
+class LoadError(Exception):
+    """Something named on the command line could not be loaded (reported without traceback)."""
+
+
+def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=(
+            f"Generate images with an ArcFlow-distilled {spec.name} (2 steps by default). "
+            f"Multi-GPU: torchrun --nproc_per_node=N {Path(sys.argv[0]).name} --prompts-file F "
+            "--out DIR shards the prompts across processes."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+    parser.add_argument("--prompts-file", type=Path, help="text file, one prompt per line")
+    parser.add_argument("--seed", type=int, default=0, help="seed of image 0; image i uses seed+i")
+    parser.add_argument("--nfe", type=int, default=2, help="student evaluations per image")
+    parser.add_argument("--height", type=int, help="image height (default: the model's)")
+    parser.add_argument("--width", type=int, help="image width (default: the model's)")
+    parser.add_argument("--num-images", type=int, default=1, help="images per prompt")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs"),
+        help="a folder, or a .png file name (numbered when there are several images)",
+    )
+    parser.add_argument(
+        "--model",
+        help=f"base model: Hub id or local diffusers folder [default: {spec.default_model}]",
+    )
+    parser.add_argument(
+        "--adapter",
+        help=(
+            "ArcFlow adapter: local folder or '<hub repo>/<subfolder>' "
+            f"[default: {spec.default_adapter}]"
+        ),
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["tiny"],
+        help=f"tiny: the shipped CPU-sized stack ({spec.tiny_model} + {spec.tiny_adapter})",
+    )
+    parser.add_argument("--device", help="default: cuda if available (cuda:LOCAL_RANK), else cpu")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="weights dtype; auto = bfloat16 on CUDA, float32 on CPU",
+    )
+    parser.add_argument(
+        "--offload", action="store_true", help="model CPU offload (enable_model_cpu_offload)"
+    )
+    parser.add_argument(
+        "--teacher-steps",
+        type=int,
+        help="also sample the base teacher with N Euler steps from the same noise and save it "
+        "side by side with the student's image (<name>_vs_teacher.png)",
+    )
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        help="FLUX: embedded guidance (3.5); Qwen-Image: the teacher's CFG (4.0)",
+    )
+    parser.add_argument(
+        "--max-sequence-length",
+        type=int,
+        help="text tokens of the long encoder (default 512; the tiny FLUX preset: 32)",
+    )
+    parser.add_argument("--timestep-ratio", type=float, default=1.0, help="last-step ratio")
+    parser.add_argument("--shift", type=float, default=3.2, help="static time shift")
+    return parser
+
+
+def read_prompts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    prompts = list(args.prompt)
+    if args.prompts_file is not None:
+        if not args.prompts_file.is_file():
+            parser.error(f"--prompts-file {args.prompts_file} does not exist")
+        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
+        prompts += [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        parser.error("give at least one --prompt or a --prompts-file")
+    return prompts
+
+
+def split_adapter(adapter: str) -> tuple[str, str | None]:
+    """A local folder as is; ``owner/repo/sub/folder`` -> (``owner/repo``, ``sub/folder``)."""
+    if Path(adapter).expanduser().is_dir():
+        return adapter, None
+    parts = adapter.strip("/").split("/")
+    if len(parts) > 2:
+        return "/".join(parts[:2]), "/".join(parts[2:])
+    return adapter, None
+
+
+def image_path(out: Path, index: int, total: int, prompt: str) -> Path:
+    """``out/00003_a-red-fox.png`` for a folder; ``out`` or ``out_00003.png`` for a file."""
+    if out.suffix.lower() == ".png":
+        return out if total == 1 else out.with_name(f"{out.stem}_{index:05d}.png")
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "image"
+    return out / f"{index:05d}_{slug}.png"
+
+
+def save_png(image: Image.Image, path: Path, metadata: dict[str, Any]) -> None:
+    """PNG with each setting as a text chunk, plus all of them as JSON under ``arcflow``."""
+    info = PngInfo()
+    for key, value in metadata.items():
+        info.add_text(key, str(value))
+    info.add_text("arcflow", json.dumps(metadata, sort_keys=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, pnginfo=info)
+
+
+def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    canvas = Image.new("RGB", (left.width + right.width, max(left.height, right.height)))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    return canvas
+
+
+# ------------------------------------------------------------------------------ distribution
+def init_distributed() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)``; starts the process group under torchrun."""
+    import torch
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# ------------------------------------------------------------------------------ loading
+def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
+    """Model and adapter after the preset; a missing tiny stack is a LoadError."""
+    model, adapter = args.model, args.adapter
+    if args.preset == "tiny":
+        for given, default, flag in (
+            (model, spec.tiny_model, "--model"),
+            (adapter, spec.tiny_adapter, "--adapter"),
+        ):
+            if given is None and not (REPO_ROOT / default).is_dir():
+                raise LoadError(
+                    f"the tiny preset needs {REPO_ROOT / default}, which does not exist yet (the "
+                    f"tiny world builds it). Build it first, or pass {flag} with a local folder."
+                )
+        model = model or str(REPO_ROOT / spec.tiny_model)
+        adapter = adapter or str(REPO_ROOT / spec.tiny_adapter)
+    return model or spec.default_model, adapter or spec.default_adapter
+
+
+def _reason(error: BaseException, limit: int = 400) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "(no message)"
+    return f"{type(error).__name__}: {first[:limit]}{'...' if len(first) > limit else ''}"
+
+
+def quiet_libraries() -> None:
+    """Only errors from diffusers, transformers and the Hub client: a failed load should read as
+    one message, not pages of retries, warnings and loading bars."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.logging.set_verbosity_error()
+
+
+def load_pipeline(
+    spec: CliSpec, model: str, adapter: str, dtype: torch.dtype, device: str, offload: bool
+) -> Any:
+    """The pipeline with its adapter, on ``device`` (or offloaded to it); LoadError on failure."""
+    from arcflow import pipelines
+
+    pipeline_cls = getattr(pipelines, spec.pipeline)
+    if not Path(model).expanduser().is_dir() and (
+        model.startswith(("/", ".", "~")) or model.count("/") != 1
+    ):
+        raise LoadError(
+            f"--model '{model}' is neither a local folder nor a Hub id ('owner/name'): point "
+            "--model at a local diffusers pipeline folder (with model_index.json)."
+        )
+    try:
+        pipe = pipeline_cls.from_pretrained(
+            model, dtype=dtype, local_files_only=Path(model).expanduser().is_dir()
+        )
+    except Exception as error:  # from_pretrained raises many types for one cause: a bad source
+        where = "check that" if Path(model).expanduser().is_dir() else "without network access,"
+        raise LoadError(
+            f"could not load the {spec.name} base model '{model}' ({_reason(error)}).\n"
+            f"Hint: {where} --model must be a local diffusers pipeline folder (model_index.json, "
+            "transformer/, vae/, text encoders and tokenizers)."
+        ) from error
+    repo, subfolder = split_adapter(adapter)
+    try:
+        pipe.load_arcflow_adapter(repo, subfolder=subfolder)
+    except Exception as error:  # adapter download, format and base-mismatch errors alike
+        hint = (
+            "check that the adapter was trained for this --model"
+            if Path(adapter).expanduser().is_dir()
+            else "without network access, --adapter must be a local adapter folder (config.json "
+            "and diffusion_pytorch_model.safetensors)"
+        )
+        raise LoadError(
+            f"could not load the ArcFlow adapter '{adapter}' ({_reason(error)}).\nHint: {hint}."
+        ) from error
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe
+
+
+# ------------------------------------------------------------------------------ main
+def seeded(seed: int, indices: list[int]) -> list[torch.Generator]:
+    """One CPU generator per image, seeded ``seed + index``."""
+    import torch
+
+    return [torch.Generator().manual_seed(seed + index) for index in indices]
+
+
+def write_images(
+    pipe: Any,
+    args: argparse.Namespace,
+    prompts: list[str],
+    call: dict[str, Any],
+    settings: dict[str, Any],
+    rank: int = 0,
+    world_size: int = 1,
+) -> None:
+    """Generate and save this rank's prompts (``rank, rank + world_size, ...``), one batch of
+    ``--num-images`` per prompt."""
+    total = len(prompts) * args.num_images
+    for p in range(rank, len(prompts), world_size):
+        prompt = prompts[p]
+        indices = [p * args.num_images + k for k in range(args.num_images)]
+        batch = dict(call, num_images_per_prompt=args.num_images)
+        images = pipe(prompt, generator=seeded(args.seed, indices), **batch).images
+        teacher = None
+        if args.teacher_steps:
+            generators = seeded(args.seed, indices)
+            teacher = pipe(
+                prompt, generator=generators, teacher_steps=args.teacher_steps, **batch
+            ).images
+        for k, index in enumerate(indices):
+            path = image_path(args.out, index, total, prompt)
+            metadata = dict(prompt=prompt, seed=args.seed + index, **settings)
+            save_png(images[k], path, {**metadata, "sampler": "arcflow-student"})
+            if teacher is not None:
+                compare = path.with_name(f"{path.stem}_vs_teacher.png")
+                save_png(
+                    side_by_side(images[k], teacher[k]),
+                    compare,
+                    {
+                        **metadata,
+                        "sampler": "student | teacher (left | right)",
+                        "teacher_steps": args.teacher_steps,
+                    },
+                )
+            print(f"[rank {rank}] wrote {path}" if world_size > 1 else f"wrote {path}")
+
+
+def run(spec: CliSpec, argv: list[str] | None = None) -> int:
+    """Parse ``argv``, generate, write the PNGs; returns the exit code (2: nothing loadable)."""
+    parser = build_parser(spec)
+    args = parser.parse_args(argv)
+    prompts = read_prompts(args, parser)
+    for flag in ("nfe", "num_images", "teacher_steps"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    quiet_libraries()
+    import torch
+    import torch.distributed as dist
+
+    from arcflow.models.student import resolve_dtype
+
+    rank, world_size, local_rank = init_distributed()
+    device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    dtype = args.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    try:
+        model, adapter = resolve_sources(spec, args)
+        pipe = load_pipeline(spec, model, adapter, resolve_dtype(dtype), device, args.offload)
+    except LoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_LOAD_ERROR
+    pipe.set_progress_bar_config(disable=True)
+
+    tiny = args.preset == "tiny"
+    call: dict[str, Any] = dict(
+        num_inference_steps=args.nfe,
+        timestep_ratio=args.timestep_ratio,
+        shift=args.shift,
+        height=args.height or (spec.tiny_size if tiny else None),
+        width=args.width or (spec.tiny_size if tiny else None),
+        max_sequence_length=args.max_sequence_length
+        or (spec.tiny_max_sequence_length if tiny else 512),
+    )
+    if args.guidance_scale is not None:
+        call["guidance_scale"] = args.guidance_scale
+    settings = dict(
+        model=model,
+        adapter=adapter,
+        nfe=args.nfe,
+        timestep_ratio=args.timestep_ratio,
+        shift=args.shift,
+        guidance_scale=args.guidance_scale,
+        max_sequence_length=call["max_sequence_length"],
+        dtype=dtype,
+    )
+    write_images(pipe, args, prompts, call, settings, rank, world_size)
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+def main(spec: CliSpec) -> None:
+    sys.exit(run(spec))

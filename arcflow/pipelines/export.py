@@ -1,0 +1,142 @@
+"""Training checkpoint -> the published ArcFlow adapter format (method.md section 7).
+
+The student is built from the run's config on the META device (no base weights are read: the
+format holds only the trainable tensors), the checkpoint's tensors are assigned in place of the
+meta ones, and :func:`save_arcflow_adapter` writes the folder. A checkpoint from another config
+(other K, rank, targets or base size) fails with the offending keys named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from arcflow.engine.checkpoint import latest_checkpoint
+from arcflow.engine.launch import prepare_config
+from arcflow.models.adapter_format import save_arcflow_adapter
+from arcflow.models.builder import build_student_from_cfg
+from arcflow.models.student import ArcFlowStudent
+
+STUDENT_PREFIX = "student."  # the distiller's attribute: checkpoint names are student.<name>
+EMA_FILE = "ema.safetensors"
+RAW_FILE = "trainable.safetensors"
+
+
+def resolve_checkpoint(ckpt: str | Path | None, checkpoint_dir: str | Path) -> Path:
+    """An ``iter_XXXXXX`` folder: ``ckpt`` itself, the latest of ``ckpt`` when it is a run folder,
+    or the latest of the config's ``checkpoint_dir`` when ``ckpt`` is None."""
+    root = Path(checkpoint_dir if ckpt is None else ckpt)
+    if (root / RAW_FILE).is_file() or (root / EMA_FILE).is_file():
+        return root
+    latest = latest_checkpoint(root)
+    if latest is None:
+        where = "the config's checkpoint_dir " if ckpt is None else ""
+        raise FileNotFoundError(
+            f"no checkpoint in {where}{root}: expected {RAW_FILE} there or iter_XXXXXX/ folders "
+            "under it; pass --ckpt"
+        )
+    return latest
+
+
+def _listing(names: list[str], limit: int = 8) -> str:
+    more = f" ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+@torch.no_grad()
+def assign_trainable(student: ArcFlowStudent, tensors: dict[str, torch.Tensor]) -> None:
+    """Put checkpoint tensors (``student.``-prefixed names) in place of the student's trainable
+    parameters, which may live on the meta device. Every key must match in name and shape."""
+    params = dict(student.trainable_named_parameters())
+    foreign = sorted(name for name in tensors if not name.startswith(STUDENT_PREFIX))
+    stripped = {
+        name.removeprefix(STUDENT_PREFIX): value
+        for name, value in tensors.items()
+        if name.startswith(STUDENT_PREFIX)
+    }
+    missing = sorted(set(params) - set(stripped))
+    unexpected = sorted(set(stripped) - set(params))
+    mismatched = [
+        f"{name}: checkpoint {tuple(stripped[name].shape)} vs config {tuple(param.shape)}"
+        for name, param in params.items()
+        if name in stripped and stripped[name].shape != param.shape
+    ]
+    problems = []
+    if foreign:
+        problems.append(f"keys without the '{STUDENT_PREFIX}' prefix: {_listing(foreign)}")
+    if missing:
+        problems.append(f"missing for this config: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"not in this config's student: {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch: {_listing(mismatched)}")
+    if problems:
+        raise ValueError(
+            "the checkpoint does not match the config's student (was it written by another "
+            "config?): " + "; ".join(problems)
+        )
+    # assign=True swaps the parameter objects, so meta parameters need no storage of their own.
+    student.load_state_dict(
+        {name: stripped[name].to(param.dtype) for name, param in params.items()},
+        strict=False,
+        assign=True,
+    )
+
+
+def export_checkpoint(
+    config: str | Path,
+    out_dir: str | Path,
+    ckpt: str | Path | None = None,
+    use_ema: bool = True,
+) -> Path:
+    """Write the adapter folder of a training checkpoint of ``config``; returns ``out_dir``.
+
+    Args:
+        config: the run's mmengine config (its ``model.student`` dict describes the student).
+        out_dir: the adapter folder to write.
+        ckpt: an ``iter_XXXXXX`` folder or a run's checkpoint folder; None takes the latest of
+            the config's ``checkpoint_dir``.
+        use_ema: the EMA weights (default) or the raw trainable ones.
+    """
+    cfg = prepare_config(str(config))
+    student_cfg = cfg.model.get("student") if "model" in cfg else None
+    if not isinstance(student_cfg, dict):
+        raise ValueError(f"{config} has no model.student dict: not an ArcFlow distillation config")
+    folder = resolve_checkpoint(ckpt, cfg.checkpoint_dir)
+    weights = folder / (EMA_FILE if use_ema else RAW_FILE)
+    if not weights.is_file():
+        hint = " (the run kept no EMA: use --non-ema)" if use_ema else ""
+        raise FileNotFoundError(f"{weights} does not exist{hint}")
+    student = build_student_from_cfg(student_cfg, device="meta")
+    assign_trainable(student, load_file(str(weights)))
+    return save_arcflow_adapter(student, out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Export an ArcFlow training checkpoint as a published-format adapter folder "
+        "(config.json + diffusion_pytorch_model.safetensors, float16), loadable with "
+        "load_arcflow_adapter / --adapter."
+    )
+    parser.add_argument("config", help="the run's mmengine config")
+    parser.add_argument(
+        "--ckpt",
+        help="iter_XXXXXX folder or a run's checkpoint folder (default: the latest checkpoint of "
+        "the config's run, checkpoints/<run>/)",
+    )
+    parser.add_argument("--out-dir", required=True, help="adapter folder to write")
+    parser.add_argument(
+        "--non-ema", action="store_true", help="export the raw trainable weights, not the EMA"
+    )
+    args = parser.parse_args(argv)
+    try:
+        out = export_checkpoint(args.config, args.out_dir, args.ckpt, not args.non_ema)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,13 @@
+"""Generate images with an ArcFlow-distilled Qwen-Image (2 steps by default).
+
+    python inference_qwen.py --prompt "a red fox in the snow" --out fox.png
+    python inference_qwen.py --preset tiny --prompt "a red circle at the top left"
+    torchrun --nproc_per_node=8 inference_qwen.py --prompts-file prompts.txt --out outputs/
+
+Flags: python inference_qwen.py --help (implementation: arcflow/pipelines/cli.py).
+"""
+
+from arcflow.pipelines.cli import QWEN_IMAGE, main
+
+if __name__ == "__main__":
+    main(QWEN_IMAGE)
