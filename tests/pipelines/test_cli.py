@@ -1,0 +1,142 @@
+"""inference_flux.py / inference_qwen.py / export_arcflow_to_diffusers.py as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from arcflow.pipelines import cli
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = ["inference_flux.py", "inference_qwen.py", "export_arcflow_to_diffusers.py"]
+# One BLAS thread everywhere: the images of different processes are compared bit for bit.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def script(name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / name), *args],
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def pixels_and_text(path: Path) -> tuple[np.ndarray, dict[str, str]]:
+    with Image.open(path) as image:
+        return np.asarray(image), dict(image.text)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help(name):
+    result = script(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_tiny_stack_writes_pngs_with_metadata(tiny_stacks, tmp_path, capsys):
+    out = tmp_path / "flux"
+    args = ["--model", str(tiny_stacks.model("flux")), "--adapter"]
+    args += [str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
+    args += ["--prompt", "a red circle", "--prompt", "blue", "--num-images", "2", "--seed", "7"]
+    assert cli.run(cli.FLUX, args + ["--out", str(out), "--teacher-steps", "2"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "00000_a-red-circle.png",
+        "00000_a-red-circle_vs_teacher.png",
+        "00001_a-red-circle.png",
+        "00001_a-red-circle_vs_teacher.png",
+        "00002_blue.png",
+        "00002_blue_vs_teacher.png",
+        "00003_blue.png",
+        "00003_blue_vs_teacher.png",
+    ]
+    pixels, text = pixels_and_text(out / "00003_blue.png")
+    assert pixels.shape == (32, 32, 3)
+    assert text["prompt"] == "blue" and text["seed"] == "10" and text["nfe"] == "2"
+    assert text["adapter"] == str(tiny_stacks.adapter("flux"))
+    settings = json.loads(text["arcflow"])
+    assert settings["model"] == str(tiny_stacks.model("flux")) and settings["shift"] == 3.2
+    compare, text = pixels_and_text(out / "00003_blue_vs_teacher.png")
+    assert compare.shape == (32, 64, 3) and text["teacher_steps"] == "2"
+    assert np.array_equal(compare[:, :32], pixels)
+
+    qwen = tmp_path / "qwen.png"
+    args = ["--model", str(tiny_stacks.model("qwen_image")), "--adapter"]
+    args += [str(tiny_stacks.adapter("qwen_image")), "--height", "32", "--width", "32"]
+    assert cli.run(cli.QWEN_IMAGE, args + ["--prompt", "a cat", "--out", str(qwen)]) == 0
+    assert pixels_and_text(qwen)[1]["prompt"] == "a cat"
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_load_errors_are_one_message(tiny_stacks, tmp_path, capsys, monkeypatch):
+    flux = ["--prompt", "x", "--out", str(tmp_path)]
+    cases = [
+        (["--model", str(tmp_path / "missing")], "neither a local folder nor a Hub id"),
+        (
+            ["--model", str(tiny_stacks.model("flux")), "--adapter", str(tmp_path)],
+            "could not load the ArcFlow adapter",
+        ),
+        (
+            ["--model", str(tiny_stacks.model("flux")), "--adapter"]
+            + [str(tiny_stacks.adapter("qwen_image"))],
+            "trained for this --model",
+        ),
+    ]
+    for args, expected in cases:
+        assert cli.run(cli.FLUX, flux + args) == cli.EXIT_LOAD_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and expected in err and "Traceback" not in err
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # a checkout without the tiny stacks
+    assert cli.run(cli.FLUX, flux + ["--preset", "tiny"]) == cli.EXIT_LOAD_ERROR
+    assert "tiny-flux" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_offline_default_model_message():
+    """The defaults are Hub ids; offline the user gets one message and no traceback."""
+    result = script("inference_qwen.py", "--prompt", "x", env={**ENV, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == cli.EXIT_LOAD_ERROR
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("error:") == 1
+    assert "Qwen/Qwen-Image" in result.stderr and "--model" in result.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_shards_equal_single_process(tiny_stacks, tmp_path):
+    """2 gloo ranks write exactly the files (pixels and metadata) of one process."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n\nblue square\na green triangle\n")
+    args = ["--model", str(tiny_stacks.model("flux")), "--adapter"]
+    args += [str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
+    args += ["--prompts-file", str(prompts), "--num-images", "2", "--seed", "3"]
+    assert cli.run(cli.FLUX, args + ["--out", str(tmp_path / "single")]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    result = subprocess.run(
+        launcher
+        + ["--nproc_per_node=2", str(REPO / "inference_flux.py")]
+        + args
+        + ["--out", str(tmp_path / "multi")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[rank 0] wrote" in result.stdout and "[rank 1] wrote" in result.stdout
+    single = sorted((tmp_path / "single").iterdir())
+    multi = sorted((tmp_path / "multi").iterdir())
+    assert [p.name for p in single] == [p.name for p in multi] and len(single) == 6
+    for a, b in zip(single, multi):
+        (pa, ta), (pb, tb) = pixels_and_text(a), pixels_and_text(b)
+        assert np.array_equal(pa, pb) and ta == tb
