@@ -194,9 +194,15 @@ def init_distributed() -> tuple[int, int, int]:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            # One GPU per process, known to NCCL before its first collective (the final barrier).
+            torch.cuda.set_device(local_rank)
+            dist.init_process_group(backend="nccl")
+        else:
+            dist.init_process_group(backend="gloo")
+    return dist.get_rank(), world_size, local_rank
 
 
 # ------------------------------------------------------------------------------ loading
@@ -210,8 +216,9 @@ def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
         ):
             if given is None and not (REPO_ROOT / default).is_dir():
                 raise LoadError(
-                    f"the tiny preset needs {REPO_ROOT / default}, which does not exist yet (the "
-                    f"tiny world builds it). Build it first, or pass {flag} with a local folder."
+                    f"the tiny preset needs {REPO_ROOT / default}, which does not exist yet. "
+                    "Build the tiny world first (python tools/build_tiny_world.py), or pass "
+                    f"{flag} with a local folder."
                 )
         model = model or str(REPO_ROOT / spec.tiny_model)
         adapter = adapter or str(REPO_ROOT / spec.tiny_adapter)
