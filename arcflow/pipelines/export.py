@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file
+# torch, mmengine and diffusers load on use: --help and usage errors stay instant.
+if TYPE_CHECKING:
+    import torch
 
-from arcflow.engine.checkpoint import latest_checkpoint
-from arcflow.engine.launch import prepare_config
-from arcflow.models.adapter_format import save_arcflow_adapter
-from arcflow.models.builder import build_student_from_cfg
-from arcflow.models.student import ArcFlowStudent
+    from arcflow.models.student import ArcFlowStudent
 
 STUDENT_PREFIX = "student."  # the distiller's attribute: checkpoint names are student.<name>
 EMA_FILE = "ema.safetensors"
@@ -29,6 +27,8 @@ RAW_FILE = "trainable.safetensors"
 def resolve_checkpoint(ckpt: str | Path | None, checkpoint_dir: str | Path) -> Path:
     """An ``iter_XXXXXX`` folder: ``ckpt`` itself, the latest of ``ckpt`` when it is a run folder,
     or the latest of the config's ``checkpoint_dir`` when ``ckpt`` is None."""
+    from arcflow.engine.checkpoint import latest_checkpoint
+
     root = Path(checkpoint_dir if ckpt is None else ckpt)
     if (root / RAW_FILE).is_file() or (root / EMA_FILE).is_file():
         return root
@@ -47,7 +47,6 @@ def _listing(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
-@torch.no_grad()
 def assign_trainable(student: ArcFlowStudent, tensors: dict[str, torch.Tensor]) -> None:
     """Put checkpoint tensors (``student.``-prefixed names) in place of the student's trainable
     parameters, which may live on the meta device. Every key must match in name and shape."""
@@ -102,6 +101,12 @@ def export_checkpoint(
             the config's ``checkpoint_dir``.
         use_ema: the EMA weights (default) or the raw trainable ones.
     """
+    from safetensors.torch import load_file
+
+    from arcflow.engine.launch import prepare_config
+    from arcflow.models.adapter_format import save_arcflow_adapter
+    from arcflow.models.builder import build_student_from_cfg
+
     cfg = prepare_config(str(config))
     student_cfg = cfg.model.get("student") if "model" in cfg else None
     if not isinstance(student_cfg, dict):
