@@ -204,6 +204,7 @@ class TinyStacks:
     an ArcFlow adapter folder for it; ``arch`` is ``"flux"`` or ``"qwen_image"``."""
 
     builders = {"flux": tiny_flux_pipeline, "qwen_image": tiny_qwen_pipeline}
+    transformer_configs = TINY_TRANSFORMERS
 
     def __init__(self, root: Path) -> None:
         self.root = root

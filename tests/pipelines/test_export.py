@@ -63,7 +63,10 @@ def test_export_load_sample_roundtrip(run, tiny_stacks, tmp_path):
         )
         == 0
     )
-    model = tiny_stacks.model("flux")  # the same tiny FLUX architecture as the CI config
+    student_cfg = Config.fromfile(str(config)).model.student
+    # The exported adapter loads onto the tiny stack because both use one FLUX architecture.
+    assert dict(student_cfg.transformer.from_config) == tiny_stacks.transformer_configs["flux"]
+    model = tiny_stacks.model("flux")
     noise = make_noise(2, 4, 8, 8, [torch.Generator().manual_seed(s) for s in (0, 1)])
     prompts = ["a red circle", "a blue square"]
     for kind, adapter in (("ema", tmp_path / "ema"), ("trainable", tmp_path / "raw")):
@@ -72,7 +75,6 @@ def test_export_load_sample_roundtrip(run, tiny_stacks, tmp_path):
         pipe.load_arcflow_adapter(adapter)
         exported = pipe(prompts, height=16, width=16, latents=noise, output_type="latent").images
 
-        student_cfg = Config.fromfile(str(config)).model.student
         student_cfg.transformer.from_pretrained = str(model)
         student = build_student_from_cfg(student_cfg, device="cpu").eval()
         prefix = len("student.")
