@@ -5,6 +5,12 @@ from seed ``--seed + i`` with its own generator, and each prompt's images form o
 image does not depend on which other prompts run or where. Under ``torchrun`` the prompts are
 dealt round-robin to the ranks (NCCL on CUDA, gloo on CPU) and every rank writes its own images
 into the shared ``--out`` folder: the files equal those of a single process.
+
+Defaults are the released models: ``black-forest-labs/FLUX.1-dev`` with the adapter
+``ymyy307/ArcFlow/arcflow-flux-2steps``, and ``Qwen/Qwen-Image`` with
+``ymyy307/ArcFlow/arcflow-qwen-2steps`` (``<hub repo>/<subfolder>``: the published repository holds
+one subfolder per model). ``--preset tiny`` uses the tiny world's ``checkpoints/tiny-{flux,qwen}``
+and ``checkpoints/tiny-{flux,qwen}-arcflow`` at 64x64.
 """
 
 from __future__ import annotations

@@ -140,3 +140,15 @@ def test_torchrun_shards_equal_single_process(tiny_stacks, tmp_path):
     for a, b in zip(single, multi):
         (pa, ta), (pb, tb) = pixels_and_text(a), pixels_and_text(b)
         assert np.array_equal(pa, pb) and ta == tb
+
+
+@pytest.mark.parametrize("spec", [cli.FLUX, cli.QWEN_IMAGE], ids=["flux", "qwen"])
+def test_tiny_preset(spec, tmp_path):
+    """The README's first command, once the tiny world is built (tools/build_tiny_world.py)."""
+    if not all((cli.REPO_ROOT / f).is_dir() for f in (spec.tiny_model, spec.tiny_adapter)):
+        pytest.skip(f"{spec.tiny_model} / {spec.tiny_adapter} not built")
+    out = tmp_path / "tiny.png"
+    args = ["--preset", "tiny", "--prompt", "a red circle at the top left", "--out", str(out)]
+    assert cli.run(spec, args) == 0
+    pixels, text = pixels_and_text(out)
+    assert pixels.shape == (spec.tiny_size, spec.tiny_size, 3) and text["nfe"] == "2"
