@@ -118,6 +118,7 @@ class ArcFlowPipelineMixin:
     def _generate(
         self,
         cond: Cond,
+        *,
         batch: int,
         height: int | None,
         width: int | None,

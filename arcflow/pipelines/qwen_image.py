@@ -93,19 +93,19 @@ class ArcQwenImagePipeline(ArcFlowPipelineMixin, QwenImagePipeline):
         )
         images = self._generate(
             cond,
-            cond["prompt_embeds"].shape[0],
-            height,
-            width,
-            num_inference_steps,
-            timestep_ratio,
-            shift,
-            teacher_steps,
-            guidance_scale,
-            generator,
-            latents,
-            output_type,
-            callback_on_step_end,
-            list(callback_on_step_end_tensor_inputs),
+            batch=cond["prompt_embeds"].shape[0],
+            height=height,
+            width=width,
+            num_inference_steps=num_inference_steps,
+            timestep_ratio=timestep_ratio,
+            shift=shift,
+            teacher_steps=teacher_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            latents=latents,
+            output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=list(callback_on_step_end_tensor_inputs),
         )
         if not return_dict:
             return (images,)
