@@ -15,10 +15,16 @@ from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
 MODELS = Registry(
-    "model", parent=MMENGINE_MODELS, scope="arcflow", locations=["arcflow.models.distiller"]
+    "model",
+    parent=MMENGINE_MODELS,
+    scope="arcflow",
+    locations=["arcflow.models.distiller", "arcflow.models.flow_matching"],
 )
 DATASETS = Registry(
-    "dataset", parent=MMENGINE_DATASETS, scope="arcflow", locations=["arcflow.data.prompts"]
+    "dataset",
+    parent=MMENGINE_DATASETS,
+    scope="arcflow",
+    locations=["arcflow.data.prompts", "arcflow.data.registered"],
 )
 # No project classes of these kinds: children only so that builds under scope "arcflow" find
 # mmengine's without a warning.

@@ -1,0 +1,318 @@
+"""Plain rectified-flow training of teachers, and VAE training, for the tiny world.
+
+Flow matching (method.md section 1): ``x_sigma = (1 - sigma) x0 + sigma eps`` and the network
+regresses the velocity ``u = eps - x0`` with an MSE. Two targets are offered:
+
+- data (stage A, and the Qwen teacher): ``u = eps - x0``, with text dropout (the caption replaced
+  by the empty prompt) so that the model also learns the unconditional velocity that
+  classifier-free guidance needs;
+- guidance distillation (``cfg_teacher``, stage B of the FLUX teacher): the target is the frozen
+  stage-A model's guided velocity ``u_neg + g (u_pos - u_neg)``, ``g ~ U[g_min, g_max]``, and the
+  trained transformer gets ``g`` as its embedded guidance, as FLUX.1-dev was distilled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, AutoencoderKLQwenImage
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
+from torch import nn
+
+from arcflow.models.arch import Cond, get_arch
+from arcflow.models.builder import build_base_from_cfg
+from arcflow.models.vae import LatentCodec
+from arcflow.registry import MODELS
+
+TIMESTEP_SAMPLING = ("logit_normal", "uniform")
+
+
+def sample_sigmas(
+    batch: int,
+    sampling: str = "logit_normal",
+    shift: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Training noise levels ``(B,)`` in (0, 1).
+
+    ``logit_normal``: ``sigma = sigmoid(n)``, ``n ~ N(0, 1)`` (SD3's choice: mid noise levels,
+    where the velocity is hardest, are drawn most). ``uniform``: ``sigma ~ U(0, 1)``. Either is
+    then warped by ``shift``: ``s * sigma / (1 + (s - 1) sigma)``, as the sampler's grid is.
+    """
+    if sampling == "logit_normal":
+        sigma = torch.sigmoid(torch.randn(batch, generator=generator))
+    elif sampling == "uniform":
+        sigma = torch.rand(batch, generator=generator)
+    else:
+        raise ValueError(f"timestep sampling must be one of {TIMESTEP_SAMPLING}, got {sampling!r}")
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def load_vae(
+    pretrained: str, subfolder: str | None = "vae"
+) -> AutoencoderKL | AutoencoderKLQwenImage:
+    """The VAE of a local diffusers folder (either family), frozen, in eval mode."""
+    from diffusers import AutoModel
+
+    vae = AutoModel.from_pretrained(
+        pretrained, subfolder=subfolder, local_files_only=True, torch_dtype=torch.float32
+    )
+    return vae.requires_grad_(False).eval()
+
+
+def _positive(cond: Cond) -> Cond:
+    """The conditioning of one forward: without the ``negative_*`` keys the Qwen prompt encoder
+    adds for the sampler's true CFG."""
+    return {key: value for key, value in cond.items() if not key.startswith("negative_")}
+
+
+def _drop_text(cond: Cond, empty: Cond, drop: torch.Tensor) -> Cond:
+    """Rows of ``cond`` where ``drop`` (B,) is true replaced by the empty prompt's conditioning."""
+    out = {}
+    for key, value in cond.items():
+        blank = empty[key].to(value).expand_as(value)
+        mask = drop.view(-1, *[1] * (value.dim() - 1))
+        out[key] = torch.where(mask, blank, value)
+    return out
+
+
+@MODELS.register_module()
+class FlowMatchingTrainer(BaseModel):
+    """Trains a diffusers FLUX / Qwen-Image transformer by flow matching on captioned images.
+
+    Args:
+        arch: ``"flux"`` or ``"qwen_image"``.
+        transformer: ``build_base_from_cfg`` keyword arguments (``from_config`` and/or
+            ``from_pretrained``); the transformer is fully trained.
+        pretrained: a local diffusers folder holding the trained ``vae/`` and the text side
+            (``tokenizer*/``, ``text_encoder*/``); both stay frozen.
+        max_sequence_length: token budget of the long text encoder.
+        text_dropout: probability of replacing a caption by the empty prompt (data target).
+        timestep_sampling, shift: see :func:`sample_sigmas`.
+        guidance_scale: embedded guidance fed to a guidance-embedded FLUX transformer when training
+            on data (stage A: a fixed value, 1.0 = "no guidance"); None for Qwen-Image.
+        cfg_teacher: guidance distillation: ``dict(transformer=dict(...), guidance_scale=...)``
+            building the frozen stage-A model (its own embedded guidance, if any, is fixed);
+            the trained model gets ``g ~ U[*guidance_range]``, one draw per iteration.
+        guidance_range: ``(g_min, g_max)`` of the distilled guidance.
+        sample_posterior: encode images to a posterior sample (True) or its mean.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        transformer: dict,
+        pretrained: str,
+        max_sequence_length: int = 32,
+        text_dropout: float = 0.1,
+        timestep_sampling: str = "logit_normal",
+        shift: float = 1.0,
+        guidance_scale: float | None = None,
+        cfg_teacher: dict | None = None,
+        guidance_range: tuple[float, float] = (1.0, 5.0),
+        sample_posterior: bool = True,
+        data_preprocessor: dict | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor)
+        from arcflow.models.text_encoders import PromptEncoder
+
+        if timestep_sampling not in TIMESTEP_SAMPLING:
+            raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SAMPLING}")
+        self.arch = get_arch(arch)
+        self.transformer = build_base_from_cfg(self.arch.name, "cpu", **transformer).train()
+        self.transformer.requires_grad_(True)
+        self.codec = LatentCodec(load_vae(pretrained)).requires_grad_(False)
+        self.prompt_encoder = PromptEncoder(self.arch.name, pretrained, max_sequence_length)
+        self.prompt_encoder.requires_grad_(False)
+        self.text_dropout = text_dropout
+        self.timestep_sampling = timestep_sampling
+        self.shift = shift
+        self.guidance_scale = guidance_scale
+        self.guidance_range = tuple(guidance_range)
+        self.sample_posterior = sample_posterior
+        self.cfg_teacher: nn.Module | None = None
+        self.cfg_teacher_guidance: float | None = None
+        if cfg_teacher is not None:
+            cfg_teacher = dict(cfg_teacher)
+            self.cfg_teacher_guidance = cfg_teacher.pop("guidance_scale", None)
+            teacher = build_base_from_cfg(self.arch.name, "cpu", **cfg_teacher.pop("transformer"))
+            if cfg_teacher:
+                raise TypeError(f"unknown cfg_teacher keys {sorted(cfg_teacher)}")
+            self.cfg_teacher = teacher.requires_grad_(False).eval()
+        self._empty: Cond | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def train(self, mode: bool = True) -> FlowMatchingTrainer:
+        """Only the trained transformer changes mode; the frozen parts stay in eval."""
+        super().train(mode)
+        self.codec.eval()
+        self.prompt_encoder.eval()
+        if self.cfg_teacher is not None:
+            self.cfg_teacher.eval()
+        return self
+
+    def empty_conditioning(self, cond: Cond) -> Cond:
+        """The empty prompt's conditioning, batched like ``cond`` (the prompt encoder's output).
+
+        Qwen-Image's encoder returns it (``negative_*``, padded to the positives' length); FLUX's
+        T5 pads every prompt to one length, so it is encoded once and broadcast.
+        """
+        if "negative_prompt_embeds" in cond:
+            return {
+                key.removeprefix("negative_"): value
+                for key, value in cond.items()
+                if key.startswith("negative_")
+            }
+        if self._empty is None:
+            self._empty = _positive(self.prompt_encoder([""]))
+        return self._empty
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> normalised latents (B, C, H/f, W/f), float32."""
+        return self.codec.encode(images, sample=self.sample_posterior).float()
+
+    # ------------------------------------------------------------------ the loss
+    def _velocity(
+        self, model: nn.Module, x: torch.Tensor, sigma: torch.Tensor, cond: Cond, g: float | None
+    ) -> torch.Tensor:
+        return self.arch.teacher_velocity(model, x, sigma, cond, g)
+
+    @torch.no_grad()
+    def guided_target(
+        self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond, empty: Cond, g: float
+    ) -> torch.Tensor:
+        """``u_neg + g (u_pos - u_neg)`` of the frozen CFG teacher, one batched forward."""
+        both = {
+            key: torch.cat([value, empty[key].to(value).expand_as(value)])
+            for key, value in cond.items()
+        }
+        u = self._velocity(
+            self.cfg_teacher, x.repeat(2, 1, 1, 1), sigma.repeat(2), both, self.cfg_teacher_guidance
+        )
+        u_pos, u_neg = u.chunk(2)
+        return u_neg + g * (u_pos - u_neg)
+
+    def loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The flow-matching MSE of one batch (``image`` (B, 3, H, W), ``prompt`` list)."""
+        x0 = self.encode(data["image"])
+        batch = x0.shape[0]
+        with torch.no_grad():
+            encoded = self.prompt_encoder(list(data["prompt"]))
+        cond, empty = _positive(encoded), self.empty_conditioning(encoded)
+        sigma = sample_sigmas(batch, self.timestep_sampling, self.shift).to(x0.device)
+        eps = torch.randn_like(x0)
+        s = sigma.view(-1, 1, 1, 1)
+        x_sigma = (1 - s) * x0 + s * eps
+        if self.cfg_teacher is None:
+            drop = torch.rand(batch) < self.text_dropout
+            cond = _drop_text(cond, empty, drop.to(x0.device))
+            target = eps - x0
+            guidance = self.guidance_scale
+        else:
+            low, high = self.guidance_range
+            guidance = low + (high - low) * float(torch.rand(()))
+            target = self.guided_target(x_sigma, sigma, cond, empty, guidance)
+        prediction = self._velocity(self.transformer, x_sigma, sigma, cond, guidance)
+        return {"loss": F.mse_loss(prediction.float(), target.float())}
+
+    def forward(self, data: dict[str, Any] | None = None, mode: str = "loss", **kwargs: Any):
+        if mode != "loss":
+            raise ValueError(f"FlowMatchingTrainer only computes losses, got mode {mode!r}")
+        return self.loss(data)
+
+    def train_step(
+        self, data: dict[str, Any], optim_wrapper: OptimWrapper, wrapper: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
+        forward = wrapper if wrapper is not None else self
+        data = self.data_preprocessor(data, training=True)
+        with optim_wrapper.optim_context(forward):
+            losses = forward(data=data, mode="loss")
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
+
+
+@MODELS.register_module()
+class VAETrainer(BaseModel):
+    """Trains a tiny ``AutoencoderKL`` / ``AutoencoderKLQwenImage`` on rendered images.
+
+    Loss: ``l1_weight * |x - D(z)| + l2_weight * (x - D(z))^2`` (means over pixels) plus
+    ``kl_weight * KL(q(z|x) || N(0, I))`` (mean over latent elements), ``z ~ q(z|x)``. The KL is
+    small: it keeps the latent space smooth, not unit-scaled (the export measures the latent
+    statistics and writes them as the VAE's normalisation).
+
+    Args:
+        arch: ``"flux"`` (AutoencoderKL) or ``"qwen_image"`` (AutoencoderKLQwenImage).
+        vae: constructor arguments; None gives the tiny world's architecture of ``arch``.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        vae: dict | None = None,
+        l1_weight: float = 1.0,
+        l2_weight: float = 1.0,
+        kl_weight: float = 1e-4,
+        data_preprocessor: dict | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor)
+        from arcflow.data.tiny_stack import build_vae
+
+        arch = get_arch(arch).name
+        if vae is None:
+            self.vae = build_vae(arch)
+        else:
+            cls = AutoencoderKL if arch == "flux" else AutoencoderKLQwenImage
+            self.vae = cls(**vae)
+        self.video = isinstance(self.vae, AutoencoderKLQwenImage)
+        self.l1_weight = l1_weight
+        self.l2_weight = l2_weight
+        self.kl_weight = kl_weight
+
+    def reconstruct(self, images: torch.Tensor, sample: bool = True):
+        """(B, 3, H, W) -> (reconstruction, posterior)."""
+        x = images.unsqueeze(2) if self.video else images
+        posterior = self.vae.encode(x).latent_dist
+        z = posterior.sample() if sample else posterior.mode()
+        recon = self.vae.decode(z).sample
+        return (recon[:, :, 0] if self.video else recon), posterior
+
+    def loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
+        images = data["image"].float()
+        recon, posterior = self.reconstruct(images)
+        error = recon - images
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar)
+        return {
+            "loss_l1": self.l1_weight * error.abs().mean(),
+            "loss_l2": self.l2_weight * error.pow(2).mean(),
+            "loss_kl": self.kl_weight * kl.mean(),
+        }
+
+    def forward(self, data: dict[str, Any] | None = None, mode: str = "loss", **kwargs: Any):
+        if mode != "loss":
+            raise ValueError(f"VAETrainer only computes losses, got mode {mode!r}")
+        return self.loss(data)
+
+    def train_step(
+        self, data: dict[str, Any], optim_wrapper: OptimWrapper, wrapper: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
+        forward = wrapper if wrapper is not None else self
+        data = self.data_preprocessor(data, training=True)
+        with optim_wrapper.optim_context(forward):
+            losses = forward(data=data, mode="loss")
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
+
+
+def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean PSNR (dB) of images in [-1, 1] (peak-to-peak 2)."""
+    mse = (images.clamp(-1, 1) - reference).pow(2).flatten(1).mean(1)
+    return float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean())
+
+
+__all__ = ["FlowMatchingTrainer", "VAETrainer", "psnr", "sample_sigmas", "load_vae"]

@@ -1,0 +1,43 @@
+# Stage A of the tiny FLUX teacher: a conditional flow-matching model with 10% text dropout, so
+# that it also knows the unconditional velocity and supports classifier-free guidance. Its
+# architecture is already guidance-embedded (as FLUX.1-dev's); stage A feeds the fixed guidance
+# 1.0 ("no guidance"), stage B (teacher_tiny_flux_guidance.py) distils CFG into that input.
+# Needs checkpoints/tiny-flux/ with the text side and the trained VAE (tools/build_tiny_world.py).
+_base_ = ["./_tiny_runtime.py"]
+
+_transformer = dict(
+    patch_size=1,
+    in_channels=16,
+    num_layers=2,
+    num_single_layers=2,
+    attention_head_dim=32,
+    num_attention_heads=3,
+    joint_attention_dim=64,
+    pooled_projection_dim=32,
+    guidance_embeds=True,
+    axes_dims_rope=(8, 12, 12),
+)
+model = dict(
+    type="FlowMatchingTrainer",
+    arch="flux",
+    transformer=dict(from_config=_transformer),
+    pretrained="checkpoints/tiny-flux",
+    max_sequence_length=32,
+    text_dropout=0.1,
+    timestep_sampling="logit_normal",
+    shift=1.0,
+    guidance_scale=1.0,
+)
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=0,
+    sampler=dict(type="InfiniteSampler", shuffle=False),
+    collate_fn=dict(type="default_collate"),
+    dataset=dict(type="SceneDataset", split="train", seed=3),
+)
+_max_iters = 800
+train_cfg = dict(max_iters=_max_iters)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
+]

@@ -1,0 +1,40 @@
+# The tiny Qwen-Image teacher: conditional flow matching with 10% text dropout (the caption
+# replaced by the empty prompt), so that it supports true classifier-free guidance at sampling
+# time (scale 4.0 with the empty negative prompt, as Qwen-Image is used). No embedded guidance.
+# Needs checkpoints/tiny-qwen/ with the text side and the trained VAE (tools/build_tiny_world.py).
+_base_ = ["./_tiny_runtime.py"]
+
+_transformer = dict(
+    patch_size=2,
+    in_channels=16,
+    out_channels=4,
+    num_layers=4,
+    attention_head_dim=32,
+    num_attention_heads=3,
+    joint_attention_dim=64,
+    axes_dims_rope=(8, 12, 12),
+)
+model = dict(
+    type="FlowMatchingTrainer",
+    arch="qwen_image",
+    transformer=dict(from_config=_transformer),
+    pretrained="checkpoints/tiny-qwen",
+    max_sequence_length=64,
+    text_dropout=0.1,
+    timestep_sampling="logit_normal",
+    shift=1.0,
+    guidance_scale=None,
+)
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=0,
+    sampler=dict(type="InfiniteSampler", shuffle=False),
+    collate_fn=dict(type="default_collate"),
+    dataset=dict(type="SceneDataset", split="train", seed=6),
+)
+_max_iters = 800
+train_cfg = dict(max_iters=_max_iters)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
+]

@@ -1,0 +1,205 @@
+"""Re-train the whole tiny world from scratch on a CPU, in order, with the wall time of each stage.
+
+    python tools/build_tiny_world.py                  # both stacks, FLUX first
+    python tools/build_tiny_world.py --arch flux      # one stack
+    python tools/build_tiny_world.py --resume         # skip stages whose output already exists
+
+Per stack (every training stage is the same ``python tools/train.py CONFIG`` a user would run):
+
+1. evaluator: ``tools/train_evaluator.py`` (once, if checkpoints/tiny-evaluator/ is missing);
+2. text side: tokenizers, frozen tiny text encoders and scheduler -> checkpoints/tiny-<arch>/;
+3. VAE: ``configs/tiny/vae_tiny_<arch>.py``; its EMA + measured latent scale -> <stack>/vae/;
+4. teacher: FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text dropout) then
+   ``teacher_tiny_flux_guidance.py`` (stage B, guidance distillation); Qwen
+   ``teacher_tiny_qwen.py``; the EMA -> <stack>/transformer/;
+5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
+   published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
+   checkpoints/tiny-<arch>-linear/ (measured, not shipped);
+6. evaluation: ``tools/evaluate_tiny_world.py`` -> work_dirs/tiny_world_<arch>.json.
+
+Training runs use one thread per process (``--threads``): on a small shared CPU, tiny models run
+several times faster single-threaded than with threads fighting over cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = Path("checkpoints")
+EVALUATOR = CHECKPOINTS / "tiny-evaluator"
+STACK_NAMES = {"flux": "flux", "qwen_image": "qwen"}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arch", choices=["flux", "qwen_image", "all"], default="all")
+    parser.add_argument("--resume", action="store_true", help="skip stages already done")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training run")
+    parser.add_argument("--num-prompts", type=int, default=200, help="evaluation prompts")
+    return parser.parse_args()
+
+
+class Builder:
+    def __init__(self, threads: int, resume: bool, num_prompts: int) -> None:
+        self.env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        self.resume = resume
+        self.num_prompts = num_prompts
+        self.timings: list[tuple[str, float]] = []
+
+    def stage(self, name: str, done: Path | None, action: Callable[[], None]) -> None:
+        """Run ``action`` unless resuming and ``done`` exists; print and record its wall time."""
+        if self.resume and done is not None and done.exists():
+            print(f"[tiny world] {name}: already done ({done})", flush=True)
+            return
+        print(f"[tiny world] {name} ...", flush=True)
+        start = time.perf_counter()
+        action()
+        seconds = time.perf_counter() - start
+        self.timings.append((name, seconds))
+        print(f"[tiny world] {name}: {seconds:.0f} s", flush=True)
+
+    def python(self, *argv: str) -> None:
+        command = [sys.executable, *argv]
+        print("  $ " + " ".join(command[1:]), flush=True)
+        subprocess.run(command, check=True, cwd=ROOT, env=self.env)
+
+    def train(self, config: str) -> None:
+        """``tools/train.py``: from scratch, or (``--resume``) continuing the run's checkpoints,
+        which is a no-op for a finished run."""
+        resume = [] if self.resume else ["--no-resume"]
+        self.python("tools/train.py", f"configs/tiny/{config}.py", *resume)
+
+
+# ------------------------------------------------------------------------------ exports
+def export_vae(arch: str, stack: Path) -> None:
+    import numpy as np
+
+    from arcflow.data.scenes import render_batch, sample_scene
+    from arcflow.data.tiny_stack import ASSEMBLERS, build_vae, load_trained, set_latent_statistics
+
+    vae = load_trained(build_vae(arch), CHECKPOINTS / f"vae_tiny_{STACK_NAMES[arch]}", "vae")
+    rng = np.random.default_rng(1234)
+    images = render_batch([sample_scene(rng) for _ in range(256)])
+    ASSEMBLERS[arch](stack, vae=set_latent_statistics(vae, images))
+
+
+def export_transformer(arch: str, run: str, out: Path) -> None:
+    """The EMA transformer of training run ``run`` -> ``out/transformer/`` (a stack or not)."""
+    from arcflow.data.tiny_stack import load_trained, transformer_config
+    from arcflow.models.loading import build_transformer
+
+    transformer = build_transformer(arch, transformer_config(arch), device="cpu")
+    load_trained(transformer, CHECKPOINTS / run, "transformer")
+    transformer.save_pretrained(out / "transformer", safe_serialization=True)
+
+
+def export_adapter(config: str, out: Path) -> None:
+    """The EMA student of distillation run ``config`` -> ``out`` in the published format."""
+    from mmengine.config import Config
+    from safetensors.torch import load_file
+
+    from arcflow.engine.checkpoint import latest_checkpoint
+    from arcflow.models.adapter_format import save_arcflow_adapter
+    from arcflow.models.builder import build_student_from_cfg
+
+    cfg = Config.fromfile(f"configs/tiny/{config}.py")
+    student = build_student_from_cfg(cfg.model.student.to_dict(), device="cpu")
+    checkpoint = latest_checkpoint(CHECKPOINTS / config)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint of {config}: train it first")
+    ema = load_file(str(checkpoint / "ema.safetensors"))
+    student.load_trainable_state_dict({k.removeprefix("student."): v for k, v in ema.items()})
+    save_arcflow_adapter(student, out)
+
+
+# ------------------------------------------------------------------------------ stacks
+def build_stack(builder: Builder, arch: str) -> None:
+    from arcflow.data.tiny_stack import ASSEMBLERS
+
+    name = STACK_NAMES[arch]
+    stack = CHECKPOINTS / f"tiny-{name}"
+    adapter = CHECKPOINTS / f"tiny-{name}-arcflow"
+    linear = CHECKPOINTS / f"tiny-{name}-linear"
+    if not builder.resume:
+        # A fresh text side: the stack is rebuilt from nothing.
+        for part in ("text_encoder", "text_encoder_2"):
+            marker = stack / part / "config.json"
+            if marker.exists():
+                marker.unlink()
+    builder.stage(f"{name}: text side", stack / "model_index.json", lambda: ASSEMBLERS[arch](stack))
+    builder.stage(f"{name}: VAE", None, lambda: builder.train(f"vae_tiny_{name}"))
+    builder.stage(f"{name}: VAE export", stack / "vae", lambda: export_vae(arch, stack))
+    if arch == "flux":
+        stage_a = CHECKPOINTS / "tiny-flux-stage-a"
+        builder.stage("flux: teacher stage A", None, lambda: builder.train("teacher_tiny_flux"))
+        builder.stage(
+            "flux: teacher stage A export",
+            stage_a,
+            lambda: export_transformer(arch, "teacher_tiny_flux", stage_a),
+        )
+        teacher_run = "teacher_tiny_flux_guidance"
+    else:
+        teacher_run = "teacher_tiny_qwen"
+    builder.stage(f"{name}: teacher", None, lambda: builder.train(teacher_run))
+    builder.stage(
+        f"{name}: teacher export",
+        stack / "transformer",
+        lambda: export_transformer(arch, teacher_run, stack),
+    )
+    for config, out in ((f"arcflow_tiny_{name}", adapter), (f"linear_tiny_{name}", linear)):
+        builder.stage(f"{name}: {config}", None, lambda c=config: builder.train(c))
+        builder.stage(f"{name}: {config} export", out, lambda c=config, o=out: export_adapter(c, o))
+    report = Path("work_dirs") / f"tiny_world_{name}.json"
+    builder.stage(
+        f"{name}: evaluation",
+        report,
+        lambda: builder.python(
+            "tools/evaluate_tiny_world.py",
+            "--arch",
+            arch,
+            "--stack",
+            str(stack),
+            "--adapter",
+            str(adapter),
+            "--baseline",
+            str(linear),
+            "--num-prompts",
+            str(builder.num_prompts),
+            "--out",
+            str(report),
+        ),  # fmt: skip
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    os.chdir(ROOT)
+    torch.set_num_threads(args.threads)
+    builder = Builder(args.threads, args.resume, args.num_prompts)
+    total = time.perf_counter()
+    builder.stage(
+        "evaluator",
+        EVALUATOR / "model.safetensors",
+        lambda: builder.python("tools/train_evaluator.py", "--out", str(EVALUATOR)),
+    )
+    for arch in ("flux", "qwen_image") if args.arch == "all" else (args.arch,):
+        build_stack(builder, arch)
+    print("\n| stage | wall time |\n|---|---|")
+    for name, seconds in builder.timings:
+        print(f"| {name} | {seconds / 60:.1f} min |")
+    print(f"| total | {(time.perf_counter() - total) / 60:.1f} min |")
+
+
+if __name__ == "__main__":
+    main()
