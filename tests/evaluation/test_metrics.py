@@ -1,0 +1,116 @@
+"""Metrics on inputs with known answers: Fréchet distance of Gaussians, PSNR, MSE, diversity."""
+
+import math
+
+import pytest
+import torch
+
+from arcflow.evaluation.metrics import (
+    PSNR_CAP_DB,
+    FeatureStats,
+    diversity,
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_stats,
+    latent_mse,
+    psnr,
+)
+
+
+def features(n: int = 400, d: int = 6, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=gen, dtype=torch.float64)
+    return torch.randn(n, d, generator=gen, dtype=torch.float64) @ mix + 3.0
+
+
+def rotation(d: int, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64)).Q
+
+
+def test_a_set_against_itself_is_zero():
+    x = features()
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_shifted_set_costs_exactly_the_squared_shift():
+    # Shifting leaves the covariance unchanged, so d^2 = |shift|^2 with no sampling error.
+    x = features()
+    shift = torch.tensor([1.0, -2.0, 0.5, 0.0, 0.0, 3.0], dtype=torch.float64)
+    distance = frechet_distance(x, x + shift)
+    assert distance > 0
+    assert distance == pytest.approx(float(shift.square().sum()), rel=1e-9)
+
+
+def test_a_scaled_set_matches_the_closed_form():
+    # cov -> c^2 S and mean -> c mu: d^2 = (1 - c)^2 (|mu|^2 + Tr S).
+    x, c = features(), 1.7
+    stats = feature_statistics(x)
+    expected = (1 - c) ** 2 * (float(stats.mean.square().sum()) + float(stats.cov.trace()))
+    assert frechet_distance(x, c * x) == pytest.approx(expected, rel=1e-9)
+
+
+def test_gaussians_with_known_means_and_covariances():
+    # Covariances sharing eigenvectors: d^2 = |mu_a - mu_b|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2.
+    d = 5
+    q = rotation(d)
+    var_a = torch.tensor([1.0, 2.0, 0.5, 4.0, 0.0], dtype=torch.float64)  # one singular direction
+    var_b = torch.tensor([3.0, 1.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    mean_a = torch.zeros(d, dtype=torch.float64)
+    mean_b = torch.arange(d, dtype=torch.float64)
+    a = FeatureStats(mean_a, q @ torch.diag(var_a) @ q.T, 100)
+    b = FeatureStats(mean_b, q @ torch.diag(var_b) @ q.T, 100)
+    expected = float(
+        (mean_a - mean_b).square().sum() + (var_a.sqrt() - var_b.sqrt()).square().sum()
+    )
+    # sqrt near a zero eigenvalue turns round-off of ~1e-16 into ~1e-8
+    assert frechet_distance_from_stats(a, b) == pytest.approx(expected, abs=1e-7)
+    assert frechet_distance_from_stats(b, a) == pytest.approx(expected, abs=1e-7)
+
+
+def test_non_commuting_covariances_agree_with_scipy_sqrtm():
+    linalg = pytest.importorskip("scipy.linalg")
+    a, b = feature_statistics(features(seed=2)), feature_statistics(features(seed=3))
+    root = linalg.sqrtm(a.cov.numpy() @ b.cov.numpy())
+    expected = float(
+        (a.mean - b.mean).square().sum() + a.cov.trace() + b.cov.trace() - 2 * root.real.trace()
+    )
+    assert frechet_distance_from_stats(a, b) == pytest.approx(expected, rel=1e-8)
+
+
+def test_psnr_of_identical_images_is_capped():
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(psnr(x, x), torch.full((3,), PSNR_CAP_DB, dtype=torch.float64))
+    assert psnr(x, x, cap_db=60.0).tolist() == [60.0] * 3
+
+
+def test_psnr_of_known_noise_matches_the_formula():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=gen)
+    noise = 0.05 * torch.randn(x.shape, generator=gen)
+    mse = noise.double().flatten(1).square().mean(1)
+    assert torch.allclose(latent_mse(x + noise, x), mse)
+    assert torch.allclose(psnr(x + noise, x), 10 * torch.log10(1.0 / mse))
+    # data range 255: the same relative error, the same PSNR
+    assert torch.allclose(psnr(255 * (x + noise), 255 * x, data_range=255.0), psnr(x + noise, x))
+    # a constant error of 0.1 on [0, 1] images is 20 dB
+    assert psnr(x + 0.1, x).tolist() == pytest.approx([20.0, 20.0])
+
+
+def test_diversity_is_the_mean_pairwise_distance():
+    # Three seeds at the corners of a 3-4-5 right triangle: pairs 3, 4, 5.
+    one_prompt = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    assert diversity(one_prompt) == pytest.approx(4.0)
+    # Two prompts: a collapsed one (0) and the triangle (4) average to 2.
+    collapsed = torch.ones(3, 2)
+    assert diversity(torch.stack([collapsed, one_prompt])) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        diversity(torch.zeros(1, 2))
+
+
+def test_shape_errors_are_loud():
+    with pytest.raises(ValueError):
+        frechet_distance(torch.zeros(4, 3), torch.zeros(4, 2))
+    with pytest.raises(ValueError):
+        psnr(torch.zeros(1, 3), torch.zeros(1, 4))
+    assert math.isfinite(frechet_distance(torch.zeros(4, 3), torch.zeros(5, 3)))

@@ -1,0 +1,117 @@
+"""tools/benchmark.py at tiny size on the CPU: timing helpers, random-weight builds, the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_tool(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # gpu_check imports it by this name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench_tool():
+    return load_tool("benchmark")
+
+
+def test_time_call_takes_the_median_after_warmup(bench_tool):
+    calls = []
+    timing = bench_tool.time_call(
+        lambda: calls.append("run"), torch.device("cpu"), 2, 3, lambda: calls.append("warm")
+    )
+    assert calls == ["warm", "warm", "run", "run", "run"]
+    assert len(timing.runs_s) == 3 and timing.median_s == sorted(timing.runs_s)[1]
+
+
+def test_interleaved_timing_alternates_calls(bench_tool):
+    calls = []
+    timings = bench_tool.time_interleaved(
+        [lambda: calls.append("a"), lambda: calls.append("b")], [3, 1], torch.device("cpu")
+    )
+    assert calls == ["a", "b", "a", "a"]
+    assert [len(t.runs_s) for t in timings] == [3, 1]
+
+
+def test_peak_memory_is_reset_per_measurement(bench_tool):
+    cpu = torch.device("cpu")
+    bench_tool.reset_peak_memory(cpu)
+    base = bench_tool.peak_memory_mb(cpu)
+    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    grown = bench_tool.peak_memory_mb(cpu)
+    del block
+    assert grown >= base + 60
+    if bench_tool._CLEAR_REFS.exists():
+        bench_tool.reset_peak_memory(cpu)
+        assert bench_tool.peak_memory_mb(cpu) < grown - 30
+
+
+@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
+def test_random_students_are_materialised_from_meta(bench_tool, arch):
+    cfg = bench_tool.student_config(arch, tiny=True, dtype=torch.float32)
+    meta = bench_tool.build_meta_student(cfg)
+    assert all(p.is_meta for p in meta.parameters())
+    student = bench_tool.materialize_(meta, torch.device("cpu"))
+    assert not any(p.is_meta for p in student.parameters())
+    assert student.num_components == 16 and student.lora_rank == bench_tool.TINY_LORA_RANK
+    # the student starts at its documented initialisation: LoRA B = 0, heads from the teacher
+    lora_b = [layer.lora_B["default"].weight for layer in student.lora_layers().values()]
+    assert lora_b and all(not w.detach().any() for w in lora_b)
+    head = student.head
+    k = head.num_components
+    assert torch.equal(head.means.weight, head.teacher_proj.weight.repeat(k, 1))
+    cond = bench_tool.random_cond(
+        student.eval(), 1, bench_tool.TINY_TEXT_LENGTHS[arch], torch.device("cpu")
+    )
+    x = torch.randn(1, student.latent_channels, 4, 4)
+    assert torch.isfinite(student.teacher_velocity(x, 1.0, cond)).all()
+    assert bench_tool.teacher_forwards_per_step(student) == (2 if arch == "qwen_image" else 1)
+
+
+def test_cli_writes_json_lines_and_a_table(bench_tool, tmp_path):
+    out, table = tmp_path / "bench.jsonl", tmp_path / "bench.md"
+    argv = ["--tiny", "--archs", "qwen", "--resolution", "32", "--teacher-steps", "3"]
+    argv += ["--repeats", "1", "--warmup", "1", "--out", str(out), "--markdown", str(table)]
+    assert bench_tool.main(argv) == 0
+    records = {r["name"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert records["machine"]["torch"] == torch.__version__ and records["machine"]["cpu"]
+    student, teacher = records["loop/student"], records["loop/teacher"]
+    assert student["forwards"] == 2 and teacher["forwards"] == 6  # true CFG: 2 forwards a step
+    assert teacher["per_forward_ms"] == pytest.approx(teacher["median_ms"] / 6, rel=0.01)
+    assert records["loop/speedup"]["ratio"] == pytest.approx(
+        teacher["median_ms"] / student["median_ms"], rel=0.01
+    )
+    assert records["step/overhead"]["ratio"] >= 0 and records["step/move"]["median_ms"] > 0
+    assert "| qwen_image | loop/speedup |" in table.read_text()
+
+
+def test_full_size_needs_the_random_weights_flag(bench_tool):
+    with pytest.raises(SystemExit):
+        bench_tool.parse_args(["--full-size", "flux"])
+
+
+@pytest.mark.skipif(
+    not (ROOT / "checkpoints/tiny-flux-arcflow").is_dir(), reason="tiny FLUX stack not shipped yet"
+)
+def test_pipeline_benchmark_on_the_shipped_tiny_stack(bench_tool):
+    records = bench_tool.bench_pipeline(
+        "flux", None, None, torch.device("cpu"), torch.float32, None, 2, 2, 0, 1, 1
+    )
+    assert [r["name"] for r in records] == [
+        "pipeline/student",
+        "pipeline/teacher",
+        "pipeline/speedup",
+    ]

@@ -1,0 +1,41 @@
+"""tools/gpu_check.py runs at tiny size on the CPU, so the GPU script cannot rot between runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_benchmark import load_tool  # noqa: E402
+
+
+@pytest.mark.slow
+def test_tiny_scale_runs_every_measurement(tmp_path):
+    gpu_check = load_tool("gpu_check")
+    out = tmp_path / "gpu_check.jsonl"
+    argv = ["--scale", "tiny", "--teacher-steps", "3", "--repeats", "1", "--out", str(out)]
+    assert gpu_check.main(argv) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    names = [(r.get("arch"), r["name"]) for r in records]
+    for arch in ("flux", "qwen_image"):
+        for name in ("build", "loop/student", "loop/teacher", "loop/speedup", "train/iteration"):
+            assert (arch, name) in names, (arch, name)
+    assert not [r for r in records if r.get("status") == "skipped"]
+    train = [r for r in records if r["name"] == "train/iteration"]
+    for record in train:
+        assert record["gradient_checkpointing"] and len(record["runs_ms"]) == 2
+        assert record["loss"] == record["loss"]  # finite, not NaN
+    build = next(r for r in records if r["name"] == "build")
+    assert build["num_components"] == 16 and 0 < build["trainable_params"] < build["params"]
+    assert build["dtype"] == "bfloat16"  # the GPU run's dtypes: bf16 base, fp32 trainable tensors
+    assert records[0]["name"] == "machine" and records[-1]["name"] == "total"
+
+
+def test_full_scale_refuses_without_cuda(monkeypatch):
+    gpu_check = load_tool("gpu_check")
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args([])

@@ -1,0 +1,249 @@
+"""Full-size speed and memory of the ArcFlow students on one CUDA GPU (issue 9), in one script.
+
+    python tools/gpu_check.py                         # H100/H200, to work_dirs/gpu_check.jsonl
+    python tools/gpu_check.py --scale tiny --device cpu      # the same code, tiny, on the CPU
+
+Per architecture (FLUX.1-dev 12 B, then Qwen-Image 20 B), with random weights, which cost the same
+time and memory as trained ones: the released student config (bf16 base, K = 16, LoRA rank 256,
+fp32 trainable tensors), parameters built on the meta device and materialised on the GPU in place.
+
+1. ``build``: parameter count, weight memory, build time.
+2. ``loop/student``, ``loop/teacher``, ``loop/speedup``: the 2-NFE student against the 50-step
+   teacher (Qwen-Image: true CFG, 100 forwards) at 1024 x 1024, same noise, same process, peak GPU
+   memory of the transformer path (weights included); timing helpers of ``tools/benchmark.py``.
+   ``step/*``: one teacher and one student forward, the ArcFlow heads' and closed-form move's
+   share of a forward, the cost of switching the shared transformer between its two roles.
+3. ``train/iteration``: distiller iterations (the released settings: data-free rollout over 2
+   segments, 4 intermediate states) at 1024 x 1024, batch 1, gradient checkpointing on, the
+   released optimiser (8-bit AdamW where bitsandbytes is installed, else AdamW): the time of the
+   last iteration (the first one warms up) and the peak memory.
+
+A measurement that cannot fit (weights larger than the free memory, or a CUDA out-of-memory) is
+reported as ``status: skipped`` with the reason, and the script goes on. Every measurement is one
+JSON line on stdout, also appended to ``--out``.
+
+Expected budget on one H100 (estimated from FLOP counts, ~0.3 s per FLUX forward and ~0.5 s per
+Qwen-Image forward at 1024 x 1024): imports and builds ~1-1.5 min; FLUX ~60 forwards of loops and
+~30 forward-equivalents of training, ~30 s; Qwen-Image ~210 forwards of loops (CFG doubles the
+teacher) and ~50 of training, ~2.5 min: about 4-5 minutes in all, under the 8-minute limit.
+``--budget-s`` skips what would start after that many seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchmark.py, run from anywhere
+
+from benchmark import (  # noqa: E402
+    REPO_ROOT,
+    TEXT_LENGTHS,
+    TINY_TEXT_LENGTHS,
+    VAE_FACTOR,
+    Record,
+    bench_loop,
+    bench_step,
+    build_meta_student,
+    emit,
+    machine_info,
+    markdown_table,
+    materialize_,
+    parameter_bytes,
+    peak_memory_mb,
+    random_cond,
+    reset_peak_memory,
+    student_config,
+    synchronize,
+)
+
+from arcflow.models import ArcFlowStudent, count_parameters  # noqa: E402
+from arcflow.pipelines.sampling import make_noise  # noqa: E402
+
+DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
+SCHEDULE_CONFIG = REPO_ROOT / "configs/_base_/schedules/distill.py"
+ARCHS = ("flux", "qwen_image")
+# Bytes per trainable parameter in training: fp32 weight and gradient, AdamW's two fp32 moments.
+TRAIN_BYTES_PER_TRAINABLE = 16
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free accelerator memory (None on the CPU: no pre-check there)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.mem_get_info(device)[0]
+
+
+def skipped(name: str, arch: str, reason: str) -> Record:
+    return {"name": name, "arch": arch, "status": "skipped", "reason": reason}
+
+
+def build_distiller(student: ArcFlowStudent, latent_side: int, device: torch.device):
+    """The released distiller around ``student`` and its released optimiser wrapper."""
+    from mmengine.config import Config
+
+    import arcflow.registry  # noqa: F401  (registers the optimiser wrapper and its constructor)
+    from arcflow.engine.optim import ArcFlowOptimWrapperConstructor
+    from arcflow.models.distiller import ArcFlowDistiller
+
+    model_cfg = Config.fromfile(str(DISTILLER_CONFIG)).model.to_dict()
+    model_cfg.pop("type")
+    model_cfg["latent_size"] = (latent_side, latent_side)
+    distiller = ArcFlowDistiller(student, **model_cfg)
+    distiller.to(device)  # also points the data preprocessor at the device
+    distiller.train()
+    wrapper_cfg = Config.fromfile(str(SCHEDULE_CONFIG)).optim_wrapper.to_dict()
+    wrapper_cfg.pop("constructor")
+    paramwise_cfg = wrapper_cfg.pop("paramwise_cfg")
+    optim_wrapper = ArcFlowOptimWrapperConstructor(wrapper_cfg, paramwise_cfg)(distiller)
+    return distiller, optim_wrapper
+
+
+def bench_train(
+    student: ArcFlowStudent,
+    cond: dict[str, torch.Tensor],
+    latent_side: int,
+    device: torch.device,
+    iterations: int,
+) -> Record:
+    """``iterations`` distiller iterations; the last one's time and the peak memory."""
+    distiller, optim_wrapper = build_distiller(student, latent_side, device)
+    reset_peak_memory(device)
+    times, losses = [], []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        log_vars = distiller.train_step(dict(cond), optim_wrapper)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        losses.append(float(log_vars["loss"]))
+    record = {
+        "name": "train/iteration",
+        "arch": student.arch.name,
+        "median_ms": round(times[-1] * 1e3, 3),
+        "runs_ms": [round(t * 1e3, 3) for t in times],
+        "peak_mem_mb": round(peak_memory_mb(device)),
+        "optimizer": type(optim_wrapper.optimizer).__name__,
+        "gradient_checkpointing": bool(student.transformer.is_gradient_checkpointing),
+        "loss": losses[-1],
+    }
+    del distiller, optim_wrapper
+    student.zero_grad(set_to_none=True)
+    return record
+
+
+def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: float):
+    """Yield the records of one architecture; skips are records too."""
+    tiny = args.scale == "tiny"
+    dtype = getattr(torch, args.dtype)
+    cfg = student_config(arch, tiny, dtype, gradient_checkpointing=True)
+    start = time.perf_counter()
+    student = build_meta_student(cfg)
+    weights = parameter_bytes(student)
+    counts = count_parameters(student)
+    free = free_memory_bytes(device)
+    if free is not None and weights > 0.95 * free:
+        yield skipped(
+            "build", arch, f"weights {weights / 2**30:.1f} GiB > free {free / 2**30:.1f} GiB"
+        )
+        return
+    materialize_(student, device)
+    student.eval()
+    yield {
+        "name": "build",
+        "arch": arch,
+        "params": counts.total,
+        "trainable_params": counts.trainable,
+        "weights_mb": round(weights / 2**20),
+        "build_s": round(time.perf_counter() - start, 1),
+        "dtype": args.dtype,
+        "lora_rank": student.lora_rank,
+        "num_components": student.num_components,
+    }
+
+    lengths = (TINY_TEXT_LENGTHS if tiny else TEXT_LENGTHS)[arch]
+    cond = random_cond(student, 1, lengths, device)
+    side = args.resolution // VAE_FACTOR
+    noise = make_noise(1, student.latent_channels, side, side, device=device)
+    try:
+        if time.perf_counter() - t0 > args.budget_s:
+            yield skipped("loop", arch, f"time budget of {args.budget_s} s spent")
+        else:
+            yield from bench_loop(
+                student, cond, noise, args.nfe, args.teacher_steps, 1, args.repeats, 1
+            )
+            yield from bench_step(student, cond, noise, 1, args.repeats)
+    except torch.OutOfMemoryError as error:
+        yield skipped("loop", arch, f"out of memory: {str(error).splitlines()[0]}")
+
+    need = weights + TRAIN_BYTES_PER_TRAINABLE * counts.trainable
+    free = free_memory_bytes(device)
+    try:
+        if time.perf_counter() - t0 > args.budget_s:
+            yield skipped("train/iteration", arch, f"time budget of {args.budget_s} s spent")
+        elif free is not None and need - weights > 0.95 * free:
+            yield skipped(
+                "train/iteration",
+                arch,
+                f"needs ~{need / 2**30:.1f} GiB before activations, {free / 2**30:.1f} GiB free "
+                "beside the weights",
+            )
+        else:
+            yield bench_train(student, cond, side, device, args.train_iters)
+    except torch.OutOfMemoryError as error:
+        yield skipped("train/iteration", arch, f"out of memory: {str(error).splitlines()[0]}")
+    finally:
+        del student, cond, noise
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--scale", choices=("full", "tiny"), default="full")
+    parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS))
+    parser.add_argument("--device", help="default: cuda (full), cpu (tiny)")
+    parser.add_argument("--resolution", type=int, help="pixels per side (full 1024, tiny 64)")
+    parser.add_argument(
+        "--dtype", default="bfloat16", help="base weights (trainable tensors stay float32)"
+    )
+    parser.add_argument("--nfe", type=int, default=2)
+    parser.add_argument("--teacher-steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3, help="timed student loops")
+    parser.add_argument("--train-iters", type=int, default=2, help="the first one warms up")
+    parser.add_argument("--budget-s", type=float, default=420.0)
+    parser.add_argument("--out", type=Path, default=Path("work_dirs/gpu_check.jsonl"))
+    args = parser.parse_args(argv)
+    args.device = args.device or ("cpu" if args.scale == "tiny" else "cuda")
+    args.resolution = args.resolution or (64 if args.scale == "tiny" else 1024)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("no CUDA device: run on a GPU machine, or use --scale tiny --device cpu")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    t0 = time.perf_counter()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    records = []
+    with args.out.open("a") as out:
+        emit({**machine_info(device), "scale": args.scale, "resolution": args.resolution}, out)
+        for arch in args.archs:
+            for record in check_arch(arch, args, device, t0):
+                emit(record, out)
+                records.append(record)
+        emit({"name": "total", "wall_s": round(time.perf_counter() - t0, 1)}, out)
+    print(markdown_table(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
