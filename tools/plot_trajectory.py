@@ -212,10 +212,12 @@ def plot(paths: Trajectories, out: Path, title: str = "") -> float:
     return off_plane
 
 
-def load_pipeline_model(arch: str, prompt: str, model: str | None, adapter: str | None):
+def load_pipeline_model(
+    arch: str, prompt: str, model: str | None, adapter: str | None, size: int | None = None
+) -> tuple[SupportsSampling, Cond, int]:
     """The student of a pipeline folder + adapter (default: the shipped tiny stack), its
-    conditioning (Qwen-Image: with the empty negative prompt of the teacher's CFG) and its latent
-    side."""
+    conditioning (Qwen-Image: with the empty negative prompt of the teacher's CFG) and the latent
+    side of a ``size``-pixel image (default: 64 for the tiny stack, else 1024)."""
     from arcflow.pipelines.cli import FLUX, QWEN_IMAGE, load_pipeline, quiet_libraries
 
     spec = FLUX if arch == "flux" else QWEN_IMAGE
@@ -232,8 +234,8 @@ def load_pipeline_model(arch: str, prompt: str, model: str | None, adapter: str 
     max_length = spec.tiny_max_sequence_length if tiny else 512
     negative = {"negative_prompt": ""} if arch == "qwen_image" else {}
     cond = pipe.encode_cond(prompt, 1, max_length, **negative)
-    side = (spec.tiny_size if tiny else 1024) // pipe.vae_scale_factor
-    return pipe.student, cond, side
+    size = size or (spec.tiny_size if tiny else 1024)
+    return pipe.student, cond, size // pipe.vae_scale_factor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="--pipeline: diffusers folder (default: tiny stack)")
     parser.add_argument("--adapter", help="--pipeline: adapter folder (default: tiny stack)")
     parser.add_argument("--prompt", default="a red circle above a blue square")
+    parser.add_argument("--size", type=int, help="--pipeline: image side in pixels")
     parser.add_argument("--nfe", type=int, default=2)
     parser.add_argument("--teacher-steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         model, cond, side, title = AnalyticToy(), {}, 4, "analytic toy"
     else:
         model, cond, side = load_pipeline_model(
-            args.pipeline, args.prompt, args.model, args.adapter
+            args.pipeline, args.prompt, args.model, args.adapter, args.size
         )
         title = f"{args.pipeline}: {args.prompt!r}"
     noise = make_noise(1, model.latent_channels, side, side, generator)

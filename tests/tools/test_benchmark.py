@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_tool(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # gpu_check imports it by this name
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def bench_tool():
-    return load_tool("benchmark")
 
 
 def test_time_call_takes_the_median_after_warmup(bench_tool):
@@ -103,15 +83,16 @@ def test_full_size_needs_the_random_weights_flag(bench_tool):
         bench_tool.parse_args(["--full-size", "flux"])
 
 
-@pytest.mark.skipif(
-    not (ROOT / "checkpoints/tiny-flux-arcflow").is_dir(), reason="tiny FLUX stack not shipped yet"
-)
-def test_pipeline_benchmark_on_the_shipped_tiny_stack(bench_tool):
+@pytest.mark.slow
+def test_pipeline_benchmark_on_a_tiny_stack(bench_tool, tiny_flux_stack):
+    model, adapter = tiny_flux_stack
     records = bench_tool.bench_pipeline(
-        "flux", None, None, torch.device("cpu"), torch.float32, None, 2, 2, 0, 1, 1
+        "flux", str(model), str(adapter), torch.device("cpu"), torch.float32, 64, 2, 2, 1, 1, 1
     )
-    assert [r["name"] for r in records] == [
+    student, teacher, speedup = records
+    assert [student["name"], teacher["name"], speedup["name"]] == [
         "pipeline/student",
         "pipeline/teacher",
         "pipeline/speedup",
     ]
+    assert student["size"] == 64 and student["median_ms"] > 0 and speedup["ratio"] > 0

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_benchmark import load_tool  # noqa: E402
-
 
 @pytest.mark.slow
-def test_tiny_scale_runs_every_measurement(tmp_path):
-    gpu_check = load_tool("gpu_check")
+def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
     out = tmp_path / "gpu_check.jsonl"
     argv = ["--scale", "tiny", "--teacher-steps", "3", "--repeats", "1", "--out", str(out)]
     assert gpu_check.main(argv) == 0
@@ -34,8 +28,7 @@ def test_tiny_scale_runs_every_measurement(tmp_path):
     assert records[0]["name"] == "machine" and records[-1]["name"] == "total"
 
 
-def test_full_scale_refuses_without_cuda(monkeypatch):
-    gpu_check = load_tool("gpu_check")
+def test_full_scale_refuses_without_cuda(gpu_check, monkeypatch):
     monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
         gpu_check.parse_args([])

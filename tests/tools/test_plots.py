@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_benchmark import load_tool  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def trajectory():
-    return load_tool("plot_trajectory")
-
-
-@pytest.fixture(scope="module")
-def curves():
-    return load_tool("plot_training_curves")
 
 
 def test_the_toy_student_is_the_exact_teacher_flow(trajectory):
@@ -71,6 +57,16 @@ def test_any_sampling_model_and_a_k1_student_work(trajectory, toy_student, tmp_p
     assert (
         trajectory.main(["--toy", "--teacher-steps", "20", "--out", str(tmp_path / "t.png")]) == 0
     )
+
+
+@pytest.mark.slow
+def test_a_pipeline_student_is_plotted(trajectory, tiny_flux_stack, tmp_path):
+    model, adapter = tiny_flux_stack
+    out = tmp_path / "pipeline.png"
+    argv = ["--pipeline", "flux", "--model", str(model), "--adapter", str(adapter)]
+    argv += ["--size", "32", "--teacher-steps", "8", "--out", str(out)]
+    assert trajectory.main(argv) == 0
+    assert out.stat().st_size < 200_000
 
 
 def write_run(root: Path, stamp: str, rows: list[dict]) -> Path:
