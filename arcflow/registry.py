@@ -3,6 +3,7 @@ name under ``default_scope='arcflow'``. Only what configs name is registered."""
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -24,14 +25,24 @@ DATASETS = Registry(
     "dataset",
     parent=MMENGINE_DATASETS,
     scope="arcflow",
-    locations=["arcflow.data.prompts", "arcflow.data.registered"],
+    locations=["arcflow.data.prompts", "arcflow.data.prompt_cache", "arcflow.data.registered"],
+)
+DATA_SAMPLERS = Registry(
+    "data sampler",
+    parent=MMENGINE_DATA_SAMPLERS,
+    scope="arcflow",
+    locations=["arcflow.data.buckets"],
+)
+# Collate functions. mmengine looks them up without the default scope, so configs name them with
+# the scope: ``collate_fn=dict(type="arcflow.collate_prompts")``.
+FUNCTIONS = Registry(
+    "function", parent=MMENGINE_FUNCTIONS, scope="arcflow", locations=["arcflow.data.prompt_cache"]
 )
 # No project classes of these kinds: children only so that builds under scope "arcflow" find
 # mmengine's without a warning.
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="arcflow")
 VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope="arcflow")
 LOOPS = Registry("loop", parent=MMENGINE_LOOPS, scope="arcflow")
-DATA_SAMPLERS = Registry("data sampler", parent=MMENGINE_DATA_SAMPLERS, scope="arcflow")
 OPTIMIZERS = Registry("optimizer", parent=MMENGINE_OPTIMIZERS, scope="arcflow")
 PARAM_SCHEDULERS = Registry(
     "parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS, scope="arcflow"

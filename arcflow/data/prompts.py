@@ -1,71 +1,126 @@
-"""Prompt datasets for data-free distillation: raw prompts, or embeddings cached on disk."""
+"""Prompt files and the online prompt dataset (the distiller's prompt encoder embeds each batch).
+
+Prompt files: ``.txt`` (one prompt per line), ``.jsonl``, ``.csv`` or ``.parquet`` (a ``prompt``
+column and optional ``height`` / ``width`` in pixels, used by aspect-ratio buckets). Empty prompts
+are skipped and counted.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
+from arcflow.data.buckets import AspectBuckets
 from arcflow.registry import DATASETS
 
-
-def read_prompts(path: str | Path) -> list[str]:
-    """Prompts of a ``.txt`` (one per line) or ``.jsonl`` (a ``prompt`` field) file; blank lines
-    are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} does not exist")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line]
-    if path.suffix == ".jsonl":
-        prompts = []
-        for number, line in enumerate(lines, 1):
-            record = json.loads(line)
-            if "prompt" not in record:
-                raise ValueError(f"{path}:{number}: a .jsonl record needs a 'prompt' field")
-            prompts.append(str(record["prompt"]))
-        return prompts
-    if path.suffix != ".txt":
-        raise ValueError(f"prompt files are .txt or .jsonl, got {path}")
-    return lines
+Size = tuple[int, int]  # (height, width) in pixels
+SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 
 
-@DATASETS.register_module()
-class PromptDataset(Dataset):
-    """Prompts from a file or a list; the distiller's prompt encoder embeds them per batch."""
+@dataclass
+class PromptRecords:
+    """Prompts in file order, their optional sizes, and how many empty entries were skipped."""
 
-    def __init__(self, prompts: str | list[str]) -> None:
-        self.prompts = read_prompts(prompts) if isinstance(prompts, str) else list(prompts)
-        if not self.prompts:
-            raise ValueError("the prompt dataset is empty")
+    prompts: list[str] = field(default_factory=list)
+    sizes: list[Size | None] = field(default_factory=list)
+    skipped_empty: int = 0
 
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def __getitem__(self, index: int) -> dict[str, str]:
-        return {"prompt": self.prompts[index]}
+
+def _size(record: dict, where: str) -> Size | None:
+    height, width = record.get("height"), record.get("width")
+    if height in (None, "") and width in (None, ""):
+        return None
+    if height in (None, "") or width in (None, ""):
+        raise ValueError(f"{where}: give both 'height' and 'width' or neither")
+    return int(height), int(width)
+
+
+def _table_rows(path: Path) -> Iterator[dict]:
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                yield json.loads(line) if line.strip() else {"prompt": ""}
+    elif path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as table:
+            yield from csv.DictReader(table)
+    else:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as error:
+            raise ImportError(
+                f"reading {path} needs pyarrow (pip install pyarrow); or convert it to .jsonl"
+            ) from error
+        yield from pq.read_table(path).to_pylist()
+
+
+def read_prompt_records(paths: str | Path | Iterable[str | Path]) -> PromptRecords:
+    """Every prompt of ``paths`` (one file or several, concatenated in order)."""
+    records = PromptRecords()
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file {path} does not exist")
+        if path.suffix not in SUFFIXES:
+            raise ValueError(f"prompt files are {'/'.join(SUFFIXES)}, got {path}")
+        if path.suffix == ".txt":
+            rows: Iterable[dict] = (
+                {"prompt": line} for line in path.read_text(encoding="utf-8").splitlines()
+            )
+        else:
+            rows = _table_rows(path)
+        for number, row in enumerate(rows, 1):
+            if "prompt" not in row:
+                raise ValueError(f"{path}:{number}: a record needs a 'prompt' field")
+            prompt = str(row["prompt"] or "").strip()
+            if not prompt:
+                records.skipped_empty += 1
+                continue
+            records.prompts.append(prompt)
+            records.sizes.append(_size(row, f"{path}:{number}"))
+    return records
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """The prompts of one prompt file, empty ones skipped."""
+    return read_prompt_records(path).prompts
 
 
 @DATASETS.register_module()
-class EmbeddingDataset(Dataset):
-    """Precomputed conditioning: a safetensors file whose tensors share their first dimension
-    (one row per prompt), e.g. ``prompt_embeds (N, L, D)`` and ``pooled_prompt_embeds (N, D')``.
-    Keys ``negative_*`` hold one row (the empty prompt) that every sample shares."""
+class PromptDataset(Dataset):
+    """Prompts from files or a list: the online path, where the distiller's ``prompt_encoder``
+    embeds every batch (``offload=True`` keeps the encoder on the CPU between batches).
 
-    def __init__(self, path: str) -> None:
-        tensors = load_file(path)
-        self.shared = {k: v[0] for k, v in tensors.items() if k.startswith("negative_")}
-        self.rows = {k: v for k, v in tensors.items() if not k.startswith("negative_")}
-        sizes = {k: len(v) for k, v in self.rows.items()}
-        if not sizes or len(set(sizes.values())) != 1:
-            raise ValueError(f"{path}: per-prompt tensors must share a first dimension: {sizes}")
-        self.length = next(iter(sizes.values()))
+    Args:
+        prompts: a prompt file, or a list of prompt strings.
+        buckets: :class:`AspectBuckets` keyword arguments; each sample then carries the
+            ``latent_size`` of its prompt's bucket (use ``BucketBatchSampler``).
+    """
+
+    def __init__(self, prompts: str | list[str], buckets: dict | None = None) -> None:
+        if isinstance(prompts, str):
+            records = read_prompt_records(prompts)
+        else:
+            records = PromptRecords(list(prompts), [None] * len(prompts))
+        if not records.prompts:
+            raise ValueError("the prompt dataset is empty")
+        self.prompts = records.prompts
+        self.buckets = AspectBuckets(**buckets) if buckets is not None else None
+        self.bucket_ids = self.buckets.assign_all(records.sizes) if self.buckets else None
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.prompts)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {**{k: v[index] for k, v in self.rows.items()}, **self.shared}
+    def __getitem__(self, index: int) -> dict:
+        item: dict = {"prompt": self.prompts[index]}
+        if self.buckets is not None:
+            item["latent_size"] = torch.tensor(self.buckets.latent_size(self.bucket_ids[index]))
+        return item

@@ -10,6 +10,10 @@ Layout of ``checkpoints/<run>/``::
 A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is
 replaced atomically after that, so a crash mid-write never leaves a corrupt latest. ``state.pt``
 holds tensors and plain Python values only and loads with ``torch.load(weights_only=True)``.
+
+The data stream resumes too: mmengine advances the data iterator once per finished iteration,
+loading every skipped batch; a batch sampler with ``resume_at(batches)`` (``BucketBatchSampler``)
+instead starts at the right batch by replaying indices only, and those advances become no-ops.
 """
 
 from __future__ import annotations
@@ -78,6 +82,38 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+class _SkipAdvances:
+    """The loop's data iterator, with its first ``skip`` advances answered without data: the batch
+    sampler already starts after the batches they would have loaded and dropped."""
+
+    def __init__(self, iterator, skip: int) -> None:
+        self.iterator = iterator
+        self.skip = skip
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.skip:
+            self.skip -= 1
+            return None
+        return next(self.iterator)
+
+
+def _resume_data_stream(runner, iteration: int) -> None:
+    """Continue the data stream after ``iteration`` batches, if the batch sampler can seek."""
+    loop = runner.train_loop
+    batch_sampler = getattr(loop.dataloader, "batch_sampler", None)
+    if not hasattr(batch_sampler, "resume_at"):
+        return  # mmengine's loop skips the batches by loading them
+    batch_sampler.resume_at(iteration)
+    # The loop started iterating (and its workers prefetching) before this hook ran: start over
+    # from the sampler's new position with a fresh iterator of the same kind.
+    loop.dataloader_iterator = _SkipAdvances(
+        type(loop.dataloader_iterator)(loop.dataloader), iteration
+    )
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -206,6 +242,8 @@ class ArcFlowCheckpointHook(Hook):
         runner.optim_wrapper.load_state_dict(state["optimizer"])
         for scheduler, sched_state in zip(runner.param_schedulers or [], state["schedulers"]):
             scheduler.load_state_dict(sched_state)
+        # Before the RNG is restored: a new data iterator draws its base seed from torch's RNG.
+        _resume_data_stream(runner, state["iteration"])
         _set_rng_state(state["rng"])
         runner.train_loop._iter = state["iteration"]
         runner.message_hub.update_info("iter", state["iteration"])

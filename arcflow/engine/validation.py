@@ -6,7 +6,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from mmengine.dataset import default_collate
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
@@ -80,8 +79,9 @@ class ValidationSamplesHook(Hook):
     def _batch(self, runner) -> dict:
         if self.prompts is not None:
             return {"prompt": self.prompts}
-        dataset = runner.train_dataloader.dataset
-        return default_collate([dataset[i] for i in range(min(self.num_prompts, len(dataset)))])
+        loader = runner.train_dataloader
+        samples = [loader.dataset[i] for i in range(min(self.num_prompts, len(loader.dataset)))]
+        return loader.collate_fn(samples)  # the training batches' collate (pads cached prompts)
 
     def _decoder(self, model):
         source = self.vae or getattr(model.prompt_encoder, "pretrained", None)

@@ -24,6 +24,10 @@ class PromptEncoder(nn.Module):
         pretrained: hub id or local diffusers folder holding the tokenizers and text encoders.
         max_sequence_length: token budget of the long encoder (T5 / Qwen2.5-VL).
         torch_dtype: dtype of the encoders (e.g. ``"bfloat16"``).
+        negative_prompt: Qwen-Image's negative prompt for the teacher's true CFG.
+        offload: keep the encoders on the CPU and move them to the model's device only while
+            they encode (online encoding next to a large transformer). They then sit outside the
+            module tree, so the Runner's ``model.to(device)`` leaves them where they are.
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class PromptEncoder(nn.Module):
         max_sequence_length: int = 512,
         torch_dtype: str | None = None,
         negative_prompt: str = "",
+        offload: bool = False,
     ) -> None:
         super().__init__()
         self.arch = get_arch(arch).name
@@ -49,19 +54,60 @@ class PromptEncoder(nn.Module):
             ) from error
         self.pipe = pipe
         self.pretrained = pretrained
-        self.encoders = nn.ModuleList(
+        encoders = [
             m for m in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if m is not None
-        )
-        self.encoders.requires_grad_(False).eval()
+        ]
+        for encoder in encoders:
+            encoder.requires_grad_(False).eval()
+        self.offload = offload
+        if offload:
+            self._offloaded = encoders
+            # Follows the module's device: where the encoders run while encoding.
+            self.register_buffer("_anchor", torch.empty(0), persistent=False)
+        else:
+            self.encoders = nn.ModuleList(encoders)
         self.max_sequence_length = max_sequence_length
         self.negative_prompt = negative_prompt
 
     @property
     def device(self) -> torch.device:
+        if self.offload:
+            return self._anchor.device
         return next(self.encoders.parameters()).device
+
+    @property
+    def token_limit(self) -> int:
+        """Tokens the long encoder keeps (T5 / Qwen2.5-VL after the template); longer prompts are
+        truncated."""
+        if self.arch == "flux":
+            return self.max_sequence_length
+        return min(self.max_sequence_length, self.pipe.tokenizer_max_length)
+
+    def token_counts(self, prompts: list[str]) -> list[int]:
+        """Tokens of each prompt in the long encoder before truncation (FLUX: T5 ids with EOS;
+        Qwen-Image: the templated prompt without the template prefix the pipeline drops)."""
+        if self.arch == "flux":
+            ids = self.pipe.tokenizer_2(prompts, padding=False, truncation=False).input_ids
+            return [len(i) for i in ids]
+        template = self.pipe.prompt_template_encode
+        drop = self.pipe.prompt_template_encode_start_idx
+        texts = [template.format(p) for p in prompts]
+        ids = self.pipe.tokenizer(texts, padding=False, truncation=False).input_ids
+        return [len(i) - drop for i in ids]
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        if not self.offload:
+            return self._encode(prompts)
+        for encoder in self._offloaded:
+            encoder.to(self.device)
+        try:
+            return self._encode(prompts)
+        finally:
+            for encoder in self._offloaded:
+                encoder.to("cpu")
+
+    def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         if self.arch == "flux":
             embeds, pooled, _ = self.pipe.encode_prompt(
                 prompts, prompts, device=self.device, max_sequence_length=self.max_sequence_length
@@ -72,6 +118,8 @@ class PromptEncoder(nn.Module):
             device=self.device,
             max_sequence_length=self.max_sequence_length,
         )
+        if mask is None:  # the pipeline drops a mask that is all ones
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         positive, negative = embeds.chunk(2)
         positive_mask, negative_mask = mask.chunk(2)
         return {

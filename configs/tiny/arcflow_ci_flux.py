@@ -1,6 +1,6 @@
 # A seconds-long distillation run for tests and CI: a randomly initialised 1+1-block FLUX
-# architecture as the teacher, a K = 4 rank-4 student, cached prompt embeddings. It exercises the
-# exact code path of configs/flux/arcflow_flux.py at toy size.
+# architecture as the teacher, a K = 4 rank-4 student, a prompt cache with two aspect-ratio buckets.
+# It exercises the code path of configs/flux/arcflow_flux_cached.py at toy size.
 _base_ = ["../_base_/runtime/default.py", "../_base_/schedules/distill.py"]
 
 _tiny_flux = dict(
@@ -34,8 +34,14 @@ train_dataloader = dict(
     batch_size=2,
     num_workers=0,
     sampler=dict(type="InfiniteSampler", shuffle=True),
-    collate_fn=dict(type="default_collate"),
-    dataset=dict(type="EmbeddingDataset", path="work_dirs/ci_prompt_embeds.safetensors"),
+    batch_sampler=dict(type="BucketBatchSampler"),
+    collate_fn=dict(type="arcflow.collate_prompts"),
+    dataset=dict(
+        type="PromptCacheDataset",
+        path="work_dirs/ci_prompt_cache",
+        # 32x32 and 24x40 pixels: 8x8 and 6x10 latents of a VAE that downsamples by 4
+        buckets=dict(sizes=[(32, 32), (24, 40)], vae_scale_factor=4),
+    ),
 )
 optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad_from_iter=2)
 param_scheduler = [

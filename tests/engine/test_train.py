@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from arcflow.data.cache_builder import write_index
+from arcflow.data.prompt_cache import FORMAT, VERSION, save_shard, shard_name
 from arcflow.engine.launch import prepare_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,16 +21,25 @@ CONFIG = "configs/tiny/arcflow_ci_flux.py"
 
 @pytest.fixture(scope="module")
 def embeddings(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "embeds.safetensors"
+    """A prompt cache of 8 random FLUX-shaped prompts (T5 length <= 6, width 32), half of them
+    asking for the 24x40 bucket."""
+    root = tmp_path_factory.mktemp("data")
     g = torch.Generator().manual_seed(0)
-    save_file(
-        {
-            "prompt_embeds": torch.randn(8, 6, 32, generator=g),
-            "pooled_prompt_embeds": torch.randn(8, 32, generator=g),
-        },
-        str(path),
-    )
-    return path
+    n = 8
+    keys = {
+        "prompt_embeds": {"sequence": True, "mask": False, "pad_to": 6},
+        "pooled_prompt_embeds": {"sequence": False, "mask": False, "pad_to": None},
+    }
+    lengths = torch.randint(2, 7, (n,), generator=g).tolist()
+    rows = {
+        "prompt_embeds": [torch.randn(length, 32, generator=g) for length in lengths],
+        "pooled_prompt_embeds": [torch.randn(32, generator=g) for _ in range(n)],
+    }
+    prompts = [f"prompt {i}" for i in range(n)]
+    save_shard(root / shard_name(0), rows, keys, "bfloat16", prompts, [None, (24, 40)] * 4)
+    plan = dict(format=FORMAT, version=VERSION, storage="bfloat16", keys=keys, shared=None)
+    write_index(root, {**plan, "num_prompts": n, "skipped_empty": 0}, [n])
+    return root
 
 
 def train(work_dir: Path, embeddings: Path, *extra: str, nproc: int = 1) -> None:
