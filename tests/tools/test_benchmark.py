@@ -61,6 +61,22 @@ def test_random_students_are_materialised_from_meta(bench_tool, arch):
     assert bench_tool.teacher_forwards_per_step(student) == (2 if arch == "qwen_image" else 1)
 
 
+@pytest.mark.parametrize("arch, trainable_b", [("flux", 0.65), ("qwen_image", 0.96)])
+def test_full_size_students_build_on_meta_without_host_memory(bench_tool, arch, trainable_b):
+    from arcflow.models import count_parameters
+
+    cpu = torch.device("cpu")
+    bench_tool.reset_peak_memory(cpu)
+    before = bench_tool.peak_memory_mb(cpu)
+    cfg = bench_tool.student_config(arch, tiny=False, dtype=torch.bfloat16)
+    student = bench_tool.build_meta_student(cfg)
+    assert all(p.is_meta for p in student.parameters())
+    assert count_parameters(student).trainable / 1e9 == pytest.approx(trainable_b, abs=0.01)
+    assert student.num_components == 16 and student.lora_rank == 256
+    # 12 B / 20 B parameters (25 / 42 GiB): none of them ever reaches host memory
+    assert bench_tool.peak_memory_mb(cpu) - before < 1024
+
+
 def test_cli_writes_json_lines_and_a_table(bench_tool, tmp_path):
     out, table = tmp_path / "bench.jsonl", tmp_path / "bench.md"
     argv = ["--tiny", "--archs", "qwen", "--resolution", "32", "--teacher-steps", "3"]
