@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
+import torch
 from torch.utils.data import BatchSampler, Sampler
 
 from arcflow.registry import DATA_SAMPLERS
@@ -64,18 +66,24 @@ class AspectBuckets:
 
 @DATA_SAMPLERS.register_module()
 class BucketBatchSampler(BatchSampler):
-    """Batches of one bucket each, drawn from ``sampler``'s index stream (per rank: mmengine's
-    ``InfiniteSampler`` already splits the stream across ranks, so ranks may train different sizes
-    in one iteration, which DDP and FSDP allow).
+    """Batches of one bucket each, from mmengine's ``InfiniteSampler`` index stream for this rank
+    (ranks may train different sizes in one iteration, which DDP and FSDP allow).
 
     Indices are grouped in the order they arrive; a bucket's batch is yielded when it is full. The
-    stream is a pure function of the sampler's seed, so :meth:`resume_at` restores a position by
-    replaying indices, without loading any data. Datasets without ``bucket_ids`` form one bucket.
+    stream is regenerated from the sampler's seed on every iteration (the ``InfiniteSampler`` object
+    keeps one generator for its whole life, so iterating it again would continue, not restart), so
+    :meth:`resume_at` restores a position by replaying indices, without loading any data. Datasets
+    without ``bucket_ids`` form one bucket.
     """
 
     def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool = True) -> None:
         if not drop_last:
             raise ValueError("BucketBatchSampler only yields full batches (drop_last=True)")
+        if not all(hasattr(sampler, a) for a in ("seed", "shuffle", "rank", "world_size", "size")):
+            raise TypeError(
+                "BucketBatchSampler replays an InfiniteSampler's stream: set "
+                "sampler=dict(type='InfiniteSampler') in the dataloader config"
+            )
         super().__init__(sampler, batch_size, drop_last)
         self.bucket_ids: list[int] | None = getattr(sampler.dataset, "bucket_ids", None)
         self._skip = 0
@@ -84,10 +92,22 @@ class BucketBatchSampler(BatchSampler):
         """Make the next iteration start after its first ``batches`` batches."""
         self._skip = batches
 
+    def _indices(self) -> Iterator[int]:
+        """``InfiniteSampler``'s indices for this rank: seeded epochs, every world_size-th index."""
+        s = self.sampler
+        generator = torch.Generator().manual_seed(s.seed)
+
+        def epochs() -> Iterator[int]:
+            while True:
+                order = torch.randperm(s.size, generator=generator) if s.shuffle else range(s.size)
+                yield from (int(i) for i in order)
+
+        return islice(epochs(), s.rank, None, s.world_size)
+
     def __iter__(self) -> Iterator[list[int]]:
         skip, self._skip = self._skip, 0
         pending: dict[int, list[int]] = {}
-        for index in self.sampler:
+        for index in self._indices():
             bucket = 0 if self.bucket_ids is None else self.bucket_ids[index]
             batch = pending.setdefault(bucket, [])
             batch.append(index)
@@ -99,4 +119,4 @@ class BucketBatchSampler(BatchSampler):
                     yield batch
 
     def __len__(self) -> int:
-        return len(self.sampler) // self.batch_size
+        return self.sampler.size // self.batch_size

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -200,19 +201,27 @@ def test_bucketed_batches_share_a_size_and_resume_without_loading(tmp_path):
     dataset = PromptDataset(str(tmp_path / "p.jsonl"), buckets=BUCKETS)
     assert len(set(dataset.bucket_ids)) == 3
 
-    def stream(resume_at: int = 0, steps: int = 20) -> list[list[int]]:
+    def loader(**kwargs) -> tuple[DataLoader, BucketBatchSampler]:
         sampler = BucketBatchSampler(InfiniteSampler(dataset, seed=3), batch_size=4)
-        sampler.resume_at(resume_at)
-        batches = iter(DataLoader(dataset, batch_sampler=sampler))
+        return DataLoader(dataset, batch_sampler=sampler, **kwargs), sampler
+
+    def take(loader: DataLoader, steps: int) -> list[dict]:
+        batches = iter(loader)
         return [next(batches) for _ in range(steps)]
 
-    batches = stream()
+    batches = take(loader()[0], 20)
     for batch in batches:
         assert len({tuple(s.tolist()) for s in batch["latent_size"]}) == 1
     assert len({tuple(b["latent_size"][0].tolist()) for b in batches}) == 3
-    assert [b["prompt"] for b in stream(resume_at=7, steps=13)] == [
-        b["prompt"] for b in batches[7:]
-    ]
+    # Resume as the checkpoint hook does: after workers began prefetching from a first iterator.
+    resumed, sampler = loader(num_workers=2, persistent_workers=True)
+    take(resumed, 2)
+    sampler.resume_at(7)
+    assert [b["prompt"] for b in take(resumed, 13)] == [b["prompt"] for b in batches[7:]]
+    # One bucket: the InfiniteSampler's own order.
+    plain = PromptDataset([f"p{i}" for i in range(10)])
+    first = list(islice(iter(BucketBatchSampler(InfiniteSampler(plain, seed=3), 2)), 5))
+    assert sum(first, []) == list(islice(iter(InfiniteSampler(plain, seed=3)), 10))
 
 
 def test_prompt_files_count_empty_entries_and_read_sizes(tmp_path):
