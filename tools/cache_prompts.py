@@ -97,8 +97,8 @@ def main() -> None:
     if index is not None:
         total = sum(s["bytes"] for s in index["shards"])
         print(
-            f"{index['num_prompts']} prompts in {len(index['shards'])} shards, {total / 2**30:.2f} "
-            f"GiB ({total / index['num_prompts'] / 2**10:.1f} KiB a prompt) in {args.out}; "
+            f"{index['num_prompts']} prompts in {len(index['shards'])} shards, {total / 1e9:.3f} "
+            f"GB ({total / index['num_prompts'] / 1e3:.1f} kB a prompt) in {args.out}; "
             f"{index['skipped_empty']} empty entries skipped, {index['truncated']} prompts "
             f"truncated to {encoder.token_limit} tokens"
         )
