@@ -44,9 +44,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--storage", choices=["bfloat16", "float8_e4m3fn"], default="bfloat16")
     parser.add_argument(
-        "--keep-padding",
-        action="store_true",
-        help="store FLUX's T5 padding features too (exact, ~4x-8x larger)",
+        "--padding",
+        choices=["auto", "keep", "trim"],
+        default="auto",
+        help="auto: keep for FLUX (its T5 runs unmasked, so the transformer sees the padding "
+        "features: only keeping them is exact), trim for Qwen-Image (masked: trimming is exact); "
+        "trim on FLUX is ~4x-8x smaller but feeds zeros where inference feeds T5's padding",
     )
     parser.add_argument("--device", help="default: cuda (this rank's GPU) if available, else cpu")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override keys: a.b=1")
@@ -82,7 +85,7 @@ def main() -> None:
         prompts_per_shard=args.prompts_per_shard,
         batch_size=args.batch_size,
         storage=args.storage,
-        keep_padding=args.keep_padding,
+        keep_padding=args.padding == "keep" or (args.padding == "auto" and encoder.arch == "flux"),
     )
     index = build_prompt_cache(
         encoder,
