@@ -39,8 +39,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--prompts-per-shard",
         type=int,
-        default=256,
-        help="FLUX bf16 at ~128 tokens: ~1 MB a prompt, so 256 make a ~270 MB shard",
+        help="default: 64 with padding kept (FLUX: 512 x 4096 bf16 = 4 MB a prompt, ~270 MB "
+        "shards), 256 trimmed (~1 MB a prompt at ~128 tokens)",
     )
     parser.add_argument("--storage", choices=["bfloat16", "float8_e4m3fn"], default="bfloat16")
     parser.add_argument(
@@ -81,11 +81,12 @@ def main() -> None:
     diffusers_logging.set_verbosity_error()
     records = read_prompt_records(args.prompts)
     encoder = PromptEncoder(**encoder_cfg).to(device)
+    keep_padding = args.padding == "keep" or (args.padding == "auto" and encoder.arch == "flux")
     settings = CacheSettings(
-        prompts_per_shard=args.prompts_per_shard,
+        prompts_per_shard=args.prompts_per_shard or (64 if keep_padding else 256),
         batch_size=args.batch_size,
         storage=args.storage,
-        keep_padding=args.padding == "keep" or (args.padding == "auto" and encoder.arch == "flux"),
+        keep_padding=keep_padding,
     )
     index = build_prompt_cache(
         encoder,

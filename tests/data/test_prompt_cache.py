@@ -60,6 +60,7 @@ def world(tmp_path_factory):
 def cache_cli(world, out: Path, nproc: int) -> None:
     args = [str(world["config"]), "--prompts", str(world["root"] / "prompts.txt")]
     args += ["--out", str(out), "--prompts-per-shard", "128", "--batch-size", "32"]
+    args += ["--padding", "trim"]  # as build() below: CacheSettings trims unless told
     if nproc == 1:
         cmd = [sys.executable, "tools/cache_prompts.py", *args]
     else:
