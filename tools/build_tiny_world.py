@@ -9,6 +9,7 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
 1. evaluator: ``tools/train_evaluator.py`` (once, if checkpoints/tiny-evaluator/ is missing);
 2. text side: tokenizers, frozen tiny text encoders and scheduler -> checkpoints/tiny-<arch>/;
 3. VAE: ``configs/tiny/vae_tiny_<arch>.py``; its EMA + measured latent scale -> <stack>/vae/;
+   then ``vae_tiny_<arch>_decoder.py`` refines the decoder alone (the latents stay fixed);
 4. teacher: FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text dropout) then
    ``teacher_tiny_flux_guidance.py`` (stage B, guidance distillation); Qwen
    ``teacher_tiny_qwen.py``; the EMA -> <stack>/transformer/;
@@ -94,6 +95,15 @@ def export_vae(arch: str, stack: Path) -> None:
     ASSEMBLERS[arch](stack, vae=set_latent_statistics(vae, images))
 
 
+def export_decoder(arch: str, stack: Path) -> None:
+    """The refined decoder (EMA) into the stack's VAE; encoder and latent scale unchanged."""
+    from arcflow.data.tiny_stack import ASSEMBLERS, load_trained
+    from arcflow.models.flow_matching import load_vae
+
+    run = CHECKPOINTS / f"vae_tiny_{STACK_NAMES[arch]}_decoder"
+    ASSEMBLERS[arch](stack, vae=load_trained(load_vae(str(stack)), run, "vae", partial=True))
+
+
 def export_transformer(arch: str, run: str, out: Path) -> None:
     """The EMA transformer of training run ``run`` -> ``out/transformer/`` (a stack or not)."""
     from arcflow.data.tiny_stack import load_trained, transformer_config
@@ -140,6 +150,9 @@ def build_stack(builder: Builder, arch: str) -> None:
     builder.stage(f"{name}: text side", stack / "model_index.json", lambda: ASSEMBLERS[arch](stack))
     builder.stage(f"{name}: VAE", None, lambda: builder.train(f"vae_tiny_{name}"))
     builder.stage(f"{name}: VAE export", stack / "vae", lambda: export_vae(arch, stack))
+    # The encoder is final from here on (the teacher trains on its latents); the decoder goes on.
+    builder.stage(f"{name}: VAE decoder", None, lambda: builder.train(f"vae_tiny_{name}_decoder"))
+    builder.stage(f"{name}: VAE decoder export", None, lambda: export_decoder(arch, stack))
     if arch == "flux":
         stage_a = CHECKPOINTS / "tiny-flux-stage-a"
         builder.stage("flux: teacher stage A", None, lambda: builder.train("teacher_tiny_flux"))

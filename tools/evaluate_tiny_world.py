@@ -49,11 +49,19 @@ def parse_args() -> argparse.Namespace:
 
 
 @torch.no_grad()
-def vae_psnr(codec: LatentCodec, num: int, seed: int) -> float:
-    """Mean PSNR of encode -> decode (posterior mean) on held-out scenes."""
-    images = render_batch([scene for _, scene in heldout_prompts(num, seed)])
+def vae_scores(
+    codec: LatentCodec, evaluator: AttributeEvaluator, num: int, seed: int
+) -> dict[str, float]:
+    """Encode -> decode (posterior mean) of held-out scenes: mean PSNR, and the caption match of
+    the reconstructions (the ceiling of any generator decoded by this VAE)."""
+    prompts, scenes = zip(*heldout_prompts(num, seed))
+    images = render_batch(list(scenes))
     recon = torch.cat([codec.decode(codec.encode(x, sample=False)) for x in images.split(64)])
-    return psnr(recon.float(), images)
+    recon = recon.float().clamp(-1, 1)
+    return {
+        "vae_psnr_db": psnr(recon, images),
+        "vae_recon_match": evaluator.score(recon, list(prompts)).accuracy["match"],
+    }
 
 
 @torch.no_grad()
@@ -99,7 +107,7 @@ def main() -> None:
         count: [p for p, _ in heldout_prompts(args.num_prompts, args.seed, num_objects=count)]
         for count in (1, 2)
     }
-    report: dict[str, float] = {"vae_psnr_db": vae_psnr(codec, 256, args.seed)}
+    report = vae_scores(codec, evaluator, 256, args.seed)
 
     def measure(name: str, sample) -> None:
         for count, texts in prompts.items():

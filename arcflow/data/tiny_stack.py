@@ -4,7 +4,8 @@ architectures, and standard diffusers folders that the stock pipelines load.
 ``checkpoints/tiny-flux/`` (``FluxPipeline``) and ``checkpoints/tiny-qwen/`` (``QwenImagePipeline``)
 are ordinary diffusers folders: ``model_index.json``, a ``FlowMatchEulerDiscreteScheduler`` with the
 released static shift 3.2, tokenizer(s), text encoder(s), VAE and transformer. Images are 64x64;
-the VAEs downsample by 4 to 16x16x4 latents, which 2x2 packing turns into 8x8 = 64 tokens.
+the VAEs downsample by 4 to 16x16x16 latents (16 channels,
+as FLUX.1-dev and Qwen-Image have), which 2x2 packing turns into 8x8 = 64 tokens of 64 features.
 
 Tokenizers are built from the scene vocabulary (every caption word is one token), so nothing is
 downloaded. The text encoders are frozen at their seeded random initialisation: a random
@@ -47,7 +48,7 @@ from arcflow.data.scenes import VOCABULARY
 
 SHIFT = 3.2
 IMAGE_SIZE = 64
-LATENT_CHANNELS = 4
+LATENT_CHANNELS = 16
 LATENT_SIZE = 16
 # FluxPipeline pads T5 to max_sequence_length without an attention mask, so the teacher only knows
 # the padding length it was trained with: every FLUX caller passes this (captions are <= 24 words).
@@ -397,11 +398,18 @@ ASSEMBLERS = {"flux": assemble_flux_stack, "qwen_image": assemble_qwen_stack}
 
 
 # --------------------------------------------------------------------------- trained weights
-def load_trained(module: torch.nn.Module, run_dir: str | Path, prefix: str, ema: bool = True):
+def load_trained(
+    module: torch.nn.Module,
+    run_dir: str | Path,
+    prefix: str,
+    ema: bool = True,
+    partial: bool = False,
+):
     """Load ``module`` from the latest checkpoint of a training run (``checkpoints/<run>/``).
 
     The run's trained model held ``module`` under attribute ``prefix`` (``"vae"``,
-    ``"transformer"``); its EMA (default) or raw trainable tensors must cover ``module`` exactly.
+    ``"transformer"``); its EMA (default) or raw trainable tensors must cover ``module`` exactly,
+    or, with ``partial`` (a run that trained part of it), fit it without covering it.
     """
     from safetensors.torch import load_file
 
@@ -413,7 +421,9 @@ def load_trained(module: torch.nn.Module, run_dir: str | Path, prefix: str, ema:
     tensors = load_file(str(path / ("ema.safetensors" if ema else "trainable.safetensors")))
     head = f"{prefix}."
     state = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
-    module.load_state_dict(state, strict=True)
+    missing, unexpected = module.load_state_dict(state, strict=not partial)
+    if unexpected or not (partial or not missing):
+        raise KeyError(f"{path} does not fit {type(module).__name__}: unexpected {unexpected}")
     return module.eval()
 
 

@@ -7,7 +7,7 @@ _base_ = ["./_tiny_runtime.py"]
 
 _transformer = dict(
     patch_size=1,
-    in_channels=16,
+    in_channels=64,
     num_layers=2,
     num_single_layers=2,
     attention_head_dim=32,
@@ -35,9 +35,14 @@ train_dataloader = dict(
     collate_fn=dict(type="default_collate"),
     dataset=dict(type="SceneDataset", split="train", seed=3),
 )
-_max_iters = 800
+_max_iters = 1200
 train_cfg = dict(max_iters=_max_iters)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
+]
+custom_hooks = [
+    dict(type="ArcFlowEMAHook", gamma=7.0, start_iter=50),
+    dict(type="ArcFlowCheckpointHook", interval=200, keep_last=1, keep_every=0),
+    dict(type="ThroughputHook"),
 ]

@@ -13,7 +13,7 @@ model = dict(
     guidance_scale=None,
 )
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
-_max_iters = 300
+_max_iters = 200
 train_cfg = dict(max_iters=_max_iters)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=20),

@@ -6,8 +6,8 @@ _base_ = ["./_tiny_runtime.py"]
 
 _transformer = dict(
     patch_size=2,
-    in_channels=16,
-    out_channels=4,
+    in_channels=64,
+    out_channels=16,
     num_layers=4,
     attention_head_dim=32,
     num_attention_heads=3,
@@ -32,7 +32,7 @@ train_dataloader = dict(
     collate_fn=dict(type="default_collate"),
     dataset=dict(type="SceneDataset", split="train", seed=6),
 )
-_max_iters = 800
+_max_iters = 600
 train_cfg = dict(max_iters=_max_iters)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),

@@ -1,9 +1,18 @@
-# The tiny FLUX stack's AutoencoderKL (64x64 RGB -> 16x16x4): L1 + L2 reconstruction and a small
-# KL on freshly rendered training scenes. tools/build_tiny_world.py exports its EMA weights, with
-# the measured latent scale, into checkpoints/tiny-flux/vae/.
+# The tiny FLUX stack's AutoencoderKL (64x64 RGB -> 16x16x16): L1 + L2 reconstruction (weighted
+# towards the objects, decoded from the posterior mean) and a small KL on freshly rendered training
+# scenes. tools/build_tiny_world.py exports its EMA weights, with the measured latent scale, into
+# checkpoints/tiny-flux/vae/.
 _base_ = ["./_tiny_runtime.py"]
 
-model = dict(type="VAETrainer", arch="flux", l1_weight=1.0, l2_weight=1.0, kl_weight=1e-4)
+model = dict(
+    type="VAETrainer",
+    arch="flux",
+    l1_weight=1.0,
+    l2_weight=1.0,
+    kl_weight=1e-4,
+    sample_posterior=False,
+    object_weight=4.0,
+)
 train_dataloader = dict(
     batch_size=16,
     num_workers=0,

@@ -9,6 +9,7 @@ from mmengine.optim import OptimWrapper
 from arcflow.data.scenes import SceneDataset
 from arcflow.data.tiny_stack import (
     ASSEMBLERS,
+    LATENT_CHANNELS,
     build_vae,
     transformer_config,
 )
@@ -84,7 +85,7 @@ def test_guidance_distillation_target(stacks, tmp_path):
     batch = _batch(2)
     encoded = model.prompt_encoder(batch["prompt"])
     empty = model.empty_conditioning(encoded)
-    x, sigma = torch.randn(2, 4, 16, 16), torch.tensor([0.3, 0.8])
+    x, sigma = torch.randn(2, LATENT_CHANNELS, 16, 16), torch.tensor([0.3, 0.8])
     with torch.no_grad():
         plain = model.arch.teacher_velocity(model.cfg_teacher, x, sigma, encoded, 1.0)
         torch.testing.assert_close(model.guided_target(x, sigma, encoded, empty, 1.0), plain)
