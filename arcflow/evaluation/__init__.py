@@ -24,3 +24,26 @@ __all__ += [
     "latent_mse",
     "psnr",
 ]
+
+# The evaluation harness: every sampler from the same noise, side by side (tools/evaluate.py).
+from arcflow.evaluation.harness import (  # noqa: E402
+    EvaluationResult,
+    GenerationStack,
+    SamplerResult,
+    SamplerSpec,
+    evaluate,
+    parse_samplers,
+    stack_from_pipeline,
+    write_report,
+)
+
+__all__ += [
+    "EvaluationResult",
+    "GenerationStack",
+    "SamplerResult",
+    "SamplerSpec",
+    "evaluate",
+    "parse_samplers",
+    "stack_from_pipeline",
+    "write_report",
+]

@@ -1,0 +1,197 @@
+"""Evaluate samplers side by side from the same noise (issue 7; arcflow/evaluation/harness.py).
+
+    python tools/evaluate.py --preset tiny --arch flux --prompts 100 --seeds 2 --out results/flux
+
+Tiny world (``--prompts N``: N held-out scene prompts): FID in the attribute evaluator's feature
+space against the teacher's samples and the rendered scenes, caption match, agreement with the
+teacher, diversity, time per image and speed-up. Real models (``--model``, ``--adapter``,
+``--prompts-file``): the same minus what needs the tiny world; ``--inception`` / ``--clip`` add the
+standard FID and CLIP score from local checkpoints. Writes results.json, results.md and grid.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from arcflow.pipelines import cli
+
+# torch and the harness load after argument parsing: --help and usage errors stay instant.
+DEFAULT_SAMPLERS = "teacher50,teacher2,linear2,arcflow1,arcflow2,arcflow4"
+SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
+TINY_EVALUATOR = "checkpoints/tiny-evaluator"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arch", choices=sorted(SPECS), default="flux")
+    parser.add_argument("--preset", choices=["tiny"], help="the shipped tiny-world models")
+    parser.add_argument("--model", help="base model folder or Hub id (default: the preset's)")
+    parser.add_argument("--adapter", help="ArcFlow adapter (default: the preset's)")
+    parser.add_argument(
+        "--linear-adapter",
+        help="K = 1 baseline adapter for linear<N> (tiny preset: checkpoints/tiny-<arch>-linear)",
+    )
+    parser.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="a further adapter, sampled as NAME<N> (NAME: letters and _), e.g. for ablations: "
+        "--student no_decay=work_dirs/x/adapter --samplers arcflow2,no_decay2 (repeatable)",
+    )
+    prompts = parser.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompts", type=int, help="N held-out tiny-world scene prompts")
+    prompts.add_argument("--prompts-file", type=Path, help="text file, one prompt per line")
+    parser.add_argument("--num-objects", type=int, choices=[1, 2], help="tiny world: only these")
+    parser.add_argument("--seeds", type=int, default=2, help="images per prompt")
+    parser.add_argument("--seed", type=int, default=0, help="image i starts from seed + i")
+    parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help="comma-separated")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--batch-prompts", type=int, default=8, help="prompts per batch")
+    parser.add_argument("--height", type=int, help="default: the model's (tiny: 64)")
+    parser.add_argument("--width", type=int, help="default: the model's (tiny: 64)")
+    parser.add_argument("--max-sequence-length", type=int, help="default: as inference_*.py")
+    parser.add_argument("--guidance-scale", type=float, help="teacher guidance (default: released)")
+    parser.add_argument("--evaluator", help=f"attribute evaluator (tiny world: {TINY_EVALUATOR})")
+    parser.add_argument("--inception", type=Path, help="TorchScript inception-2015-12-05.pt")
+    parser.add_argument("--clip", type=Path, help="local transformers CLIPModel folder")
+    parser.add_argument("--grid-prompts", type=int, default=8, help="columns of grid.png")
+    parser.add_argument("--device", help="default: cuda if available, else cpu")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from arcflow.evaluation.harness import SAMPLER_KINDS, parse_samplers
+
+    extra = dict(item.split("=", 1) for item in args.student if "=" in item)
+    if len(extra) != len(args.student) or not all(re.fullmatch("[a-z_]+", n) for n in extra):
+        parser.error("--student takes NAME=FOLDER, NAME in lower-case letters and _")
+    try:
+        samplers = parse_samplers(args.samplers, [*SAMPLER_KINDS, *extra])
+    except ValueError as error:
+        parser.error(str(error))
+    for flag in ("prompts", "seeds", "batch_prompts"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    spec = SPECS[args.arch]
+    tiny = args.preset == "tiny"
+    linear = args.linear_adapter
+    if linear is None and tiny:
+        linear = str(cli.REPO_ROOT / spec.tiny_adapter.replace("-arcflow", "-linear"))
+    used = {s.kind for s in samplers}
+    if "linear" in used and not (linear and Path(linear).is_dir()):
+        parser.error(
+            f"linear samplers need --linear-adapter (a K = 1 adapter folder); {linear} does not "
+            "exist. Drop linear<N> from --samplers or train the baseline first."
+        )
+    folders = {k: v for k, v in {"linear": linear, **extra}.items() if k in used}
+    for name, folder in folders.items():
+        if not Path(folder).is_dir():
+            parser.error(f"--student {name}={folder}: no such folder")
+    tiny_world = args.prompts is not None
+    evaluator_path = args.evaluator or (TINY_EVALUATOR if tiny_world else None)
+    if evaluator_path and not Path(evaluator_path).is_dir():
+        parser.error(f"attribute evaluator {evaluator_path} not found (tools/train_evaluator.py)")
+
+    cli.quiet_libraries()
+    import torch
+
+    from arcflow.data.scenes import heldout_prompts, render_batch
+    from arcflow.evaluation import harness
+    from arcflow.evaluation.attributes import AttributeEvaluator
+    from arcflow.models.adapter_format import load_arcflow_adapter
+    from arcflow.models.loading import load_base_transformer
+    from arcflow.models.student import resolve_dtype
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = resolve_dtype(
+        {"auto": "bfloat16" if device.type == "cuda" else "float32"}.get(args.dtype, args.dtype)
+    )
+    try:
+        model, adapter = cli.resolve_sources(spec, args)
+        pipe = cli.load_pipeline(spec, model, adapter, dtype, str(device), offload=False)
+    except cli.LoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return cli.EXIT_LOAD_ERROR
+    # Each further student gets its own copy of the base: an adapter modifies its base in place.
+    students = {
+        name: load_arcflow_adapter(load_base_transformer(model, args.arch, dtype).to(device), path)
+        for name, path in folders.items()
+    }
+    if args.guidance_scale is not None:
+        for student in (pipe.student, *students.values()):
+            student.guidance_scale = args.guidance_scale
+    stack = harness.stack_from_pipeline(
+        pipe,
+        students,
+        args.height or (spec.tiny_size if tiny else None),
+        args.width or (spec.tiny_size if tiny else None),
+        args.max_sequence_length or (spec.tiny_max_sequence_length if tiny else 512),
+    )
+
+    real_images = None
+    if tiny_world:
+        pairs = heldout_prompts(args.prompts, args.seed, args.num_objects)
+        texts = [prompt for prompt, _ in pairs]
+        real_images = harness.to_uint8(render_batch([scene for _, scene in pairs]))
+    else:
+        if not args.prompts_file.is_file():
+            parser.error(f"--prompts-file {args.prompts_file} does not exist")
+        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
+        texts = [line.strip() for line in lines if line.strip()]
+    evaluator = None
+    spaces: list[harness.FeatureSpace] = []
+    if evaluator_path:
+        evaluator = AttributeEvaluator.from_pretrained(evaluator_path).to(device)
+        spaces.append(harness.EvaluatorFeatures(evaluator))
+    clip = None
+    try:
+        if args.inception:
+            spaces.append(harness.InceptionFeatures(args.inception, device))
+        if args.clip:
+            clip = harness.ClipScorer(args.clip, device)
+            spaces.append(clip)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return cli.EXIT_LOAD_ERROR
+    if not spaces:
+        print(
+            "note: no feature space (no --evaluator, --inception or --clip): FID and diversity "
+            "are skipped; agreement, timing and NFE are still measured.",
+            file=sys.stderr,
+        )
+
+    result = harness.evaluate(
+        stack,
+        samplers,
+        texts,
+        seeds=args.seeds,
+        seed=args.seed,
+        batch_prompts=args.batch_prompts,
+        feature_spaces=spaces,
+        evaluator=evaluator,
+        real_images=real_images,
+        clip=clip,
+        grid_prompts=args.grid_prompts,
+        progress=True,
+    )
+    result.settings.update(
+        arch=args.arch, model=model, adapter=adapter, students=folders, dtype=str(dtype)
+    )
+    paths = harness.write_report(result, args.out)
+    print(harness.markdown_table(result))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
