@@ -12,6 +12,7 @@ standard FID and CLIP score from local checkpoints. Writes results.json, results
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -22,6 +23,18 @@ from arcflow.pipelines import cli
 DEFAULT_SAMPLERS = "teacher50,teacher2,linear2,arcflow1,arcflow2,arcflow4"
 SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
 TINY_EVALUATOR = "checkpoints/tiny-evaluator"
+
+
+def fingerprint(folder: Path) -> str | None:
+    """First 12 hex digits of the SHA-256 of a local folder's safetensors files (None for a Hub
+    id or a folder without them)."""
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     result.settings.update(
         arch=args.arch, model=model, adapter=adapter, students=folders, dtype=str(dtype)
     )
+    # Which weights made these numbers: the tiny world's checkpoints are rebuilt now and then.
+    sources = {"transformer": Path(model) / "transformer", "adapter": adapter, **folders}
+    result.settings["weights_sha256"] = {k: fingerprint(Path(v)) for k, v in sources.items()}
     paths = harness.write_report(result, args.out)
     print(harness.markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

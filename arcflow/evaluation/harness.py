@@ -593,19 +593,22 @@ def markdown_table(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def image_grid(result: EvaluationResult, cell: int = 96) -> Image.Image:
-    """Rows = samplers (labelled), columns = prompts (seed 0), each image at most ``cell`` px."""
+def image_grid(result: EvaluationResult, cell: int = 128) -> Image.Image:
+    """Rows = samplers (labelled), columns = prompts (seed 0), each image scaled to ``cell`` px
+    wide: small images with nearest-neighbour (pixels stay visible), large ones with Lanczos."""
     rows = list(result.grid.items())
-    columns = max(len(images) for _, images in rows)
+    height, width = rows[0][1].shape[-2:]
+    size = (cell, max(1, round(cell * height / width)))
+    resample = Image.Resampling.NEAREST if width <= cell else Image.Resampling.LANCZOS
     label = 80
-    canvas = Image.new("RGB", (label + columns * cell, len(rows) * cell), "white")
+    columns = max(len(images) for _, images in rows)
+    canvas = Image.new("RGB", (label + columns * size[0], len(rows) * size[1]), "white")
     draw = ImageDraw.Draw(canvas)
     for r, (name, images) in enumerate(rows):
-        draw.text((4, r * cell + cell // 2 - 6), name, fill="black")
+        draw.text((4, r * size[1] + size[1] // 2 - 6), name, fill="black")
         for c, image in enumerate(images):
-            tile = Image.fromarray(image.permute(1, 2, 0).numpy())
-            tile.thumbnail((cell, cell), Image.Resampling.LANCZOS)
-            canvas.paste(tile, (label + c * cell, r * cell))
+            tile = Image.fromarray(image.permute(1, 2, 0).numpy()).resize(size, resample)
+            canvas.paste(tile, (label + c * size[0], r * size[1]))
     return canvas
 
 

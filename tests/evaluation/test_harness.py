@@ -124,7 +124,7 @@ def test_reports(run, tmp_path):
     for name in [*SAMPLERS.split(","), "(data)", "(vae)"]:
         assert f"| {name} |" in table
     with Image.open(paths["grid"]) as grid:
-        assert grid.size == (80 + 3 * 96, 5 * 96)
+        assert grid.size == (80 + 3 * 128, 5 * 128)
 
 
 class LinearAsTeacher:
