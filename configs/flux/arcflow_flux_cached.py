@@ -4,8 +4,9 @@
 #       --prompts data/prompts/train.jsonl --out data/prompt_cache/flux --launcher pytorch
 #   torchrun --nproc_per_node=8 tools/train.py configs/flux/arcflow_flux_cached.py \
 #       --launcher pytorch
-# Storage (bf16, T5 padding trimmed): ~0.8 GB per 1,000 prompts of ~100 T5 tokens
-# (docs/prompt_data.md).
+# Storage (bf16, all 512 T5 positions kept: exact): ~4.2 GB per 1,000 prompts; ~0.8 GB with
+# --padding trim at ~100 T5 tokens (approximate, see
+# docs/prompt_data.md).
 _base_ = ["./arcflow_flux.py"]
 
 # ~1 megapixel sizes (height, width); prompts without a height/width train at the first.
