@@ -174,25 +174,10 @@ def build_stack(builder: Builder, arch: str) -> None:
         builder.stage(f"{name}: {config}", None, lambda c=config: builder.train(c))
         builder.stage(f"{name}: {config} export", out, lambda c=config, o=out: export_adapter(c, o))
     report = Path("work_dirs") / f"tiny_world_{name}.json"
-    builder.stage(
-        f"{name}: evaluation",
-        report,
-        lambda: builder.python(
-            "tools/evaluate_tiny_world.py",
-            "--arch",
-            arch,
-            "--stack",
-            str(stack),
-            "--adapter",
-            str(adapter),
-            "--baseline",
-            str(linear),
-            "--num-prompts",
-            str(builder.num_prompts),
-            "--out",
-            str(report),
-        ),  # fmt: skip
-    )
+    evaluate = ["tools/evaluate_tiny_world.py", "--arch", arch, "--stack", str(stack)]
+    evaluate += ["--adapter", str(adapter), "--baseline", str(linear), "--out", str(report)]
+    evaluate += ["--num-prompts", str(builder.num_prompts)]
+    builder.stage(f"{name}: evaluation", report, lambda: builder.python(*evaluate))
 
 
 def main() -> None:
