@@ -19,7 +19,10 @@ from arcflow.models.loading import build_transformer
 
 def _batch(size: int = 4) -> dict:
     items = [SceneDataset("train", seed=0)[i] for i in range(size)]
-    return {"image": torch.stack([i["image"] for i in items]), "prompt": [i["prompt"] for i in items]}
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "prompt": [item["prompt"] for item in items],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,8 @@ def test_sigma_sampling_and_shift():
     torch.manual_seed(0)
     sigma = sample_sigmas(10_000, "logit_normal")
     assert 0 < sigma.min() and sigma.max() < 1 and abs(sigma.median() - 0.5) < 0.03
-    shifted = sample_sigmas(10_000, "uniform", shift=3.0, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    shifted = sample_sigmas(10_000, "uniform", shift=3.0, generator=generator)
     plain = torch.rand(10_000, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(shifted, 3 * plain / (1 + 2 * plain))
 
@@ -74,7 +78,7 @@ def test_flow_matching_lowers_loss_on_a_fixed_batch(stacks, arch):
 
 
 def test_guidance_distillation_target(stacks, tmp_path):
-    """Stage B: the target is the frozen model's CFG velocity; at g = 1 it is the conditional one."""
+    """Stage B regresses the frozen model's CFG velocity; at g = 1 it is the conditional one."""
     torch.manual_seed(0)
     stage_a = build_transformer("flux", transformer_config("flux"), device="cpu")
     stage_a.save_pretrained(tmp_path / "transformer")
@@ -89,9 +93,8 @@ def test_guidance_distillation_target(stacks, tmp_path):
     with torch.no_grad():
         plain = model.arch.teacher_velocity(model.cfg_teacher, x, sigma, encoded, 1.0)
         torch.testing.assert_close(model.guided_target(x, sigma, encoded, empty, 1.0), plain)
-        u_neg = model.arch.teacher_velocity(
-            model.cfg_teacher, x, sigma, {k: v.expand(2, *v.shape[1:]) for k, v in empty.items()}, 1.0
-        )
+        negative = {key: value.expand(2, *value.shape[1:]) for key, value in empty.items()}
+        u_neg = model.arch.teacher_velocity(model.cfg_teacher, x, sigma, negative, 1.0)
         guided = model.guided_target(x, sigma, encoded, empty, 3.0)
     torch.testing.assert_close(guided, u_neg + 3.0 * (plain - u_neg), atol=1e-5, rtol=1e-5)
     _steps(model, batch, steps=1, lr=1e-3)
