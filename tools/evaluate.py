@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from arcflow.data.scenes import heldout_prompts, render_batch
-    from arcflow.evaluation import harness
+    from arcflow.evaluation import features, harness, report
     from arcflow.evaluation.attributes import AttributeEvaluator
     from arcflow.models.adapter_format import load_arcflow_adapter
     from arcflow.models.loading import load_base_transformer
@@ -155,23 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     if tiny_world:
         pairs = heldout_prompts(args.prompts, args.seed, args.num_objects)
         texts = [prompt for prompt, _ in pairs]
-        real_images = harness.to_uint8(render_batch([scene for _, scene in pairs]))
+        real_images = features.to_uint8(render_batch([scene for _, scene in pairs]))
     else:
         if not args.prompts_file.is_file():
             parser.error(f"--prompts-file {args.prompts_file} does not exist")
         lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
         texts = [line.strip() for line in lines if line.strip()]
     evaluator = None
-    spaces: list[harness.FeatureSpace] = []
+    spaces: list[features.FeatureSpace] = []
     if evaluator_path:
         evaluator = AttributeEvaluator.from_pretrained(evaluator_path).to(device)
-        spaces.append(harness.EvaluatorFeatures(evaluator))
+        spaces.append(features.EvaluatorFeatures(evaluator))
     clip = None
     try:
         if args.inception:
-            spaces.append(harness.InceptionFeatures(args.inception, device))
+            spaces.append(features.InceptionFeatures(args.inception, device))
         if args.clip:
-            clip = harness.ClipScorer(args.clip, device)
+            clip = features.ClipScorer(args.clip, device)
             spaces.append(clip)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     # Which weights made these numbers: the tiny world's checkpoints are rebuilt now and then.
     sources = {"transformer": Path(model) / "transformer", "adapter": adapter, **folders}
     result.settings["weights_sha256"] = {k: fingerprint(Path(v)) for k, v in sources.items()}
-    paths = harness.write_report(result, args.out)
-    print(harness.markdown_table(result))
+    paths = report.write_report(result, args.out)
+    print(report.markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

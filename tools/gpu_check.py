@@ -10,7 +10,8 @@ fp32 trainable tensors), parameters built on the meta device and materialised on
 1. ``build``: parameter count, weight memory, build time.
 2. ``loop/student``, ``loop/teacher``, ``loop/speedup``: the 2-NFE student against the 50-step
    teacher (Qwen-Image: true CFG, 100 forwards) at 1024 x 1024, same noise, same process, peak GPU
-   memory of the transformer path (weights included); timing helpers of ``tools/benchmark.py``.
+   memory of the transformer path (weights included); timing helpers of
+   ``arcflow/evaluation/benchmark.py``.
    ``step/*``: one teacher and one student forward, the ArcFlow heads' and closed-form move's
    share of a forward, the cost of switching the shared transformer between its two roles.
 3. ``train/iteration``: distiller iterations (the released settings: data-free rollout over 2
@@ -39,29 +40,30 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchmark.py, run from anywhere
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed package
 
-from benchmark import (  # noqa: E402
-    REPO_ROOT,
-    TEXT_LENGTHS,
-    TINY_TEXT_LENGTHS,
-    VAE_FACTOR,
+from arcflow.evaluation.benchmark import (  # noqa: E402
     Record,
     bench_loop,
     bench_step,
-    build_meta_student,
     emit,
     machine_info,
     markdown_table,
-    materialize_,
-    parameter_bytes,
     peak_memory_mb,
-    random_cond,
     reset_peak_memory,
-    student_config,
     synchronize,
 )
-
+from arcflow.evaluation.random_students import (  # noqa: E402
+    TEXT_LENGTHS,
+    TINY_TEXT_LENGTHS,
+    VAE_FACTOR,
+    build_meta_student,
+    materialize_,
+    parameter_bytes,
+    random_cond,
+    student_config,
+)
 from arcflow.models import ArcFlowStudent, count_parameters  # noqa: E402
 from arcflow.pipelines.sampling import make_noise  # noqa: E402
 

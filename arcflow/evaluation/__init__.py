@@ -34,8 +34,8 @@ from arcflow.evaluation.harness import (  # noqa: E402
     evaluate,
     parse_samplers,
     stack_from_pipeline,
-    write_report,
 )
+from arcflow.evaluation.report import write_report  # noqa: E402
 
 __all__ += [
     "EvaluationResult",

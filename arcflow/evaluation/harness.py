@@ -20,29 +20,30 @@ batch so that its images are at hand):
 
 Pixel metrics are taken on 8-bit images, as they are saved: generated and rendered images then go
 through the same quantisation.
+
+The feature spaces live in :mod:`arcflow.evaluation.features`, the written reports (JSON, markdown
+table, image grid) in :mod:`arcflow.evaluation.report`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import re
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from arcflow.data.scenes import parse_caption
 from arcflow.evaluation.attributes import AttributeEvaluator
+from arcflow.evaluation.features import ClipScorer, FeatureSpace, to_signed, to_uint8
 from arcflow.evaluation.metrics import diversity, frechet_distance, latent_mse, psnr
 from arcflow.models.vae import LatentCodec
 from arcflow.pipelines.sampling import (
@@ -85,118 +86,6 @@ def parse_samplers(
     if len({s.name for s in specs}) != len(specs):
         raise ValueError(f"samplers repeat: {[s.name for s in specs]}")
     return specs
-
-
-class FeatureSpace(Protocol):
-    """Image features for Fréchet distances and diversity."""
-
-    name: str
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` uint8 -> ``(N, D)``."""
-        ...
-
-
-class EvaluatorFeatures:
-    """The attribute evaluator's penultimate features (the tiny world's FID space)."""
-
-    name = "evaluator"
-
-    def __init__(self, evaluator: AttributeEvaluator, batch_size: int = 256) -> None:
-        self.evaluator = evaluator
-        self.batch_size = batch_size
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        device = next(self.evaluator.parameters()).device
-        chunks = [
-            self.evaluator.features(to_signed(chunk).to(device)).float().cpu()
-            for chunk in images.split(self.batch_size)
-        ]
-        return torch.cat(chunks)
-
-
-class InceptionFeatures:
-    """Standard FID features: the 2048-d pool features of the TorchScript Inception-v3
-    (``inception-2015-12-05.pt`` of StyleGAN / clean-fid), which takes uint8 images of any size
-    and resizes them itself. Loaded from a local file only: nothing is downloaded."""
-
-    name = "inception"
-
-    def __init__(self, path: str | Path, device: torch.device, batch_size: int = 64) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Inception checkpoint {path} not found; standard FID needs the TorchScript "
-                "inception-2015-12-05.pt on disk (it is never downloaded). Omit --inception to "
-                "skip it."
-            )
-        with warnings.catch_warnings():
-            # TorchScript is the detector's published format; torch's deprecation of the
-            # format changes nothing about loading this file.
-            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
-            self.model = torch.jit.load(str(path), map_location=device).eval()
-        self.device = device
-        self.batch_size = batch_size
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        chunks = [
-            self.model(chunk.to(self.device), return_features=True).float().cpu()
-            for chunk in images.split(self.batch_size)
-        ]
-        return torch.cat(chunks)
-
-
-class ClipScorer:
-    """CLIP image features (for a CLIP-space FID and diversity) and the CLIP score
-    ``100 * max(cos(image, text), 0)``, from a local transformers ``CLIPModel`` folder."""
-
-    name = "clip"
-
-    def __init__(self, path: str | Path, device: torch.device) -> None:
-        from transformers import CLIPModel, CLIPProcessor
-
-        if not Path(path).is_dir():
-            raise FileNotFoundError(
-                f"CLIP folder {path} not found; the CLIP score needs a local transformers "
-                "CLIPModel folder (it is never downloaded). Omit --clip to skip it."
-            )
-        self.model = CLIPModel.from_pretrained(path, local_files_only=True).to(device).eval()
-        self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
-        self.device = device
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
-        out = self.model.get_image_features(pixel_values=pixels.to(self.device))
-        return _projected(out).float().cpu()
-
-    @torch.no_grad()
-    def score(self, image_features: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """``(N,)`` CLIP scores of image features ``(N, D)`` against their prompts."""
-        tokens = self.processor(
-            text=prompts, return_tensors="pt", padding=True, truncation=True
-        ).to(self.device)
-        text = _projected(self.model.get_text_features(**tokens)).float().cpu()
-        cosine = torch.nn.functional.cosine_similarity(image_features, text, dim=-1)
-        return 100 * cosine.clamp(min=0)
-
-
-def _projected(output: Any) -> torch.Tensor:
-    """CLIP's projected embeddings: transformers 4 returns the tensor, 5 an output whose
-    ``pooler_output`` holds it."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``(N, 3, H, W)`` in [-1, 1] -> uint8 on the CPU, rounded as a saved PNG is."""
-    return images.detach().float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
-
-
-def to_signed(images: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 in [-1, 1]."""
-    return images.float().div(127.5).sub(1)
 
 
 @dataclass
@@ -530,111 +419,3 @@ def _reference_rows(
                 caption_match=match, attribute_accuracy=attributes, match_by_objects=by_objects
             )
     return rows
-
-
-# ------------------------------------------------------------------------------------ reports
-def _fmt(value: float | None, percent: bool = False, spec: str = ".3g") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{100 * value:.1f}%" if percent else format(value, spec)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def markdown_table(result: EvaluationResult) -> str:
-    """The results table (README format), then per-attribute accuracy and the standard metrics
-    (CLIP score, FID in further feature spaces) where measured."""
-    spaces = result.settings["feature_spaces"]
-    space = spaces[0] if spaces else None
-    header = ["sampler", "NFE", f"FID vs teacher ({space})", f"FID vs data ({space})"]
-    header += ["caption match", "PSNR vs teacher (dB)", "latent MSE vs teacher", "diversity"]
-    header += ["s / image", "speed-up"]
-    rows = []
-    for row in result.samplers:
-        ref = row.name == result.reference
-        rows.append(
-            [
-                row.name,
-                str(row.nfe),
-                "ref" if ref else _fmt(row.fid_vs_teacher.get(space)),
-                _fmt(row.fid_vs_data.get(space)),
-                _fmt(row.caption_match, percent=True),
-                "ref" if ref else _fmt(row.psnr_vs_teacher_db, spec=".2f"),
-                "ref" if ref else _fmt(row.latent_mse_vs_teacher),
-                _fmt(row.diversity.get(space)),
-                _fmt(row.seconds_per_image, spec=".4f"),
-                "n/a" if row.speedup is None else f"{row.speedup:.1f}x",
-            ]
-        )
-    for name, values in result.references.items():
-        fid = _fmt(values.get(f"fid_vs_data_{space}")) if name == "vae" else "-"
-        rows.append([f"({name})", "-", "-", fid, _fmt(values.get("caption_match"), True)])
-        rows[-1] += ["-"] * (len(header) - len(rows[-1]))
-    lines = _table(header, rows)
-
-    attributes = sorted({k for row in result.samplers for k in row.attribute_accuracy})
-    if attributes:
-        rows = [
-            [row.name] + [_fmt(row.attribute_accuracy.get(k), percent=True) for k in attributes]
-            for row in result.samplers
-        ]
-        lines += ["", *_table(["sampler", *attributes], rows)]
-    others = spaces[1:]
-    if others or any(row.clip_score is not None for row in result.samplers):
-        header = ["sampler", "CLIP score", *(f"FID vs teacher ({k})" for k in others)]
-        rows = [
-            [row.name, _fmt(row.clip_score)] + [_fmt(row.fid_vs_teacher.get(k)) for k in others]
-            for row in result.samplers
-        ]
-        lines += ["", *_table(header, rows)]
-    return "\n".join(lines) + "\n"
-
-
-def image_grid(result: EvaluationResult, cell: int = 128) -> Image.Image:
-    """Rows = samplers (labelled), columns = prompts (seed 0), each image scaled to ``cell`` px
-    wide: small images with nearest-neighbour (pixels stay visible), large ones with Lanczos."""
-    rows = list(result.grid.items())
-    height, width = rows[0][1].shape[-2:]
-    size = (cell, max(1, round(cell * height / width)))
-    resample = Image.Resampling.NEAREST if width <= cell else Image.Resampling.LANCZOS
-    label = 80
-    columns = max(len(images) for _, images in rows)
-    canvas = Image.new("RGB", (label + columns * size[0], len(rows) * size[1]), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, (name, images) in enumerate(rows):
-        draw.text((4, r * size[1] + size[1] // 2 - 6), name, fill="black")
-        for c, image in enumerate(images):
-            tile = Image.fromarray(image.permute(1, 2, 0).numpy()).resize(size, resample)
-            canvas.paste(tile, (label + c * size[0], r * size[1]))
-    return canvas
-
-
-def _json_ready(value: Any) -> Any:
-    """NaN becomes null: JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    return value
-
-
-def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
-    """``results.json``, ``results.md`` and ``grid.png`` under ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = dict(
-        settings=result.settings,
-        reference=result.reference,
-        samplers=[asdict(row) for row in result.samplers],
-        references=result.references,
-    )
-    paths = {"json": out / "results.json", "markdown": out / "results.md", "grid": out / "grid.png"}
-    paths["json"].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
-    paths["markdown"].write_text(markdown_table(result))
-    image_grid(result).save(paths["grid"])
-    return paths

@@ -13,7 +13,9 @@ from PIL import Image
 from arcflow.data.scenes import heldout_prompts, render_batch
 from arcflow.evaluation import harness
 from arcflow.evaluation.attributes import AttributeEvaluator
+from arcflow.evaluation.features import ClipScorer, EvaluatorFeatures, InceptionFeatures, to_uint8
 from arcflow.evaluation.metrics import PSNR_CAP_DB
+from arcflow.evaluation.report import write_report
 from arcflow.pipelines import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +66,9 @@ def run(flux_pipe, tiny_world_stack):
         seeds=2,
         seed=5,
         batch_prompts=3,  # batches that split a prompt's seeds apart are fine too
-        feature_spaces=[harness.EvaluatorFeatures(evaluator)],
+        feature_spaces=[EvaluatorFeatures(evaluator)],
         evaluator=evaluator,
-        real_images=harness.to_uint8(render_batch([scene for _, scene in pairs])),
+        real_images=to_uint8(render_batch([scene for _, scene in pairs])),
         grid_prompts=3,
     )
     return pairs, result
@@ -115,7 +117,7 @@ def test_images_are_the_pipelines_from_the_same_noise(run, flux_pipe):
 
 def test_reports(run, tmp_path):
     _, result = run
-    paths = harness.write_report(result, tmp_path)
+    paths = write_report(result, tmp_path)
     data = json.loads(paths["json"].read_text())
     assert [row["name"] for row in data["samplers"]] == SAMPLERS.split(",")
     assert data["settings"]["num_prompts"] == 4 and data["settings"]["seeds"] == 2
@@ -179,9 +181,9 @@ def test_qwen_teacher_counts_both_cfg_forwards(tiny_world_qwen):
 
 def test_missing_standard_checkpoints_say_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="never downloaded"):
-        harness.InceptionFeatures(tmp_path / "inception-2015-12-05.pt", torch.device("cpu"))
+        InceptionFeatures(tmp_path / "inception-2015-12-05.pt", torch.device("cpu"))
     with pytest.raises(FileNotFoundError, match="never downloaded"):
-        harness.ClipScorer(tmp_path / "clip", torch.device("cpu"))
+        ClipScorer(tmp_path / "clip", torch.device("cpu"))
 
 
 class FakeInception(torch.nn.Module):
@@ -195,7 +197,7 @@ class FakeInception(torch.nn.Module):
 def test_inception_features_load_a_torchscript_detector(tmp_path):
     path = tmp_path / "inception.pt"
     torch.jit.script(FakeInception()).save(str(path))
-    space = harness.InceptionFeatures(path, torch.device("cpu"), batch_size=2)
+    space = InceptionFeatures(path, torch.device("cpu"), batch_size=2)
     images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
     assert torch.allclose(space(images), images.float().mean(dim=(2, 3)))
 
@@ -220,7 +222,7 @@ def test_clip_scorer_reads_a_local_clip_folder(tmp_path):
     CLIPProcessor(image_processor=CLIPImageProcessor(**size), tokenizer=tokenizer).save_pretrained(
         tmp_path
     )
-    clip = harness.ClipScorer(tmp_path, torch.device("cpu"))
+    clip = ClipScorer(tmp_path, torch.device("cpu"))
     images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
     features = clip(images)
     assert features.shape == (3, 8)

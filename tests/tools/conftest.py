@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_tool(name: str) -> ModuleType:
-    """``tools/<name>.py`` as module ``name`` (gpu_check imports benchmark by that name)."""
+    """``tools/<name>.py`` as module ``name``."""
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)

@@ -1,4 +1,5 @@
-"""tools/benchmark.py at tiny size on the CPU: timing helpers, random-weight builds, the CLI."""
+"""tools/benchmark.py at tiny size on the CPU: timing helpers, random-weight builds
+(arcflow/evaluation/benchmark.py, arcflow/evaluation/random_students.py), the CLI."""
 
 from __future__ import annotations
 
@@ -7,74 +8,76 @@ import json
 import pytest
 import torch
 
+from arcflow.evaluation import benchmark, random_students
 
-def test_time_call_takes_the_median_after_warmup(bench_tool):
+
+def test_time_call_takes_the_median_after_warmup():
     calls = []
-    timing = bench_tool.time_call(
+    timing = benchmark.time_call(
         lambda: calls.append("run"), torch.device("cpu"), 2, 3, lambda: calls.append("warm")
     )
     assert calls == ["warm", "warm", "run", "run", "run"]
     assert len(timing.runs_s) == 3 and timing.median_s == sorted(timing.runs_s)[1]
 
 
-def test_interleaved_timing_alternates_calls(bench_tool):
+def test_interleaved_timing_alternates_calls():
     calls = []
-    timings = bench_tool.time_interleaved(
+    timings = benchmark.time_interleaved(
         [lambda: calls.append("a"), lambda: calls.append("b")], [3, 1], torch.device("cpu")
     )
     assert calls == ["a", "b", "a", "a"]
     assert [len(t.runs_s) for t in timings] == [3, 1]
 
 
-def test_peak_memory_is_reset_per_measurement(bench_tool):
+def test_peak_memory_is_reset_per_measurement():
     cpu = torch.device("cpu")
-    bench_tool.reset_peak_memory(cpu)
-    base = bench_tool.peak_memory_mb(cpu)
+    benchmark.reset_peak_memory(cpu)
+    base = benchmark.peak_memory_mb(cpu)
     block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-    grown = bench_tool.peak_memory_mb(cpu)
+    grown = benchmark.peak_memory_mb(cpu)
     del block
     assert grown >= base + 60
-    if bench_tool._CLEAR_REFS.exists():
-        bench_tool.reset_peak_memory(cpu)
-        assert bench_tool.peak_memory_mb(cpu) < grown - 30
+    if benchmark._CLEAR_REFS.exists():
+        benchmark.reset_peak_memory(cpu)
+        assert benchmark.peak_memory_mb(cpu) < grown - 30
 
 
 @pytest.mark.parametrize("arch", ["flux", "qwen_image"])
-def test_random_students_are_materialised_from_meta(bench_tool, arch):
-    cfg = bench_tool.student_config(arch, tiny=True, dtype=torch.float32)
-    meta = bench_tool.build_meta_student(cfg)
+def test_random_students_are_materialised_from_meta(arch):
+    cfg = random_students.student_config(arch, tiny=True, dtype=torch.float32)
+    meta = random_students.build_meta_student(cfg)
     assert all(p.is_meta for p in meta.parameters())
-    student = bench_tool.materialize_(meta, torch.device("cpu"))
+    student = random_students.materialize_(meta, torch.device("cpu"))
     assert not any(p.is_meta for p in student.parameters())
-    assert student.num_components == 16 and student.lora_rank == bench_tool.TINY_LORA_RANK
+    assert student.num_components == 16 and student.lora_rank == random_students.TINY_LORA_RANK
     # the student starts at its documented initialisation: LoRA B = 0, heads from the teacher
     lora_b = [layer.lora_B["default"].weight for layer in student.lora_layers().values()]
     assert lora_b and all(not w.detach().any() for w in lora_b)
     head = student.head
     k = head.num_components
     assert torch.equal(head.means.weight, head.teacher_proj.weight.repeat(k, 1))
-    cond = bench_tool.random_cond(
-        student.eval(), 1, bench_tool.TINY_TEXT_LENGTHS[arch], torch.device("cpu")
+    cond = random_students.random_cond(
+        student.eval(), 1, random_students.TINY_TEXT_LENGTHS[arch], torch.device("cpu")
     )
     x = torch.randn(1, student.latent_channels, 4, 4)
     assert torch.isfinite(student.teacher_velocity(x, 1.0, cond)).all()
-    assert bench_tool.teacher_forwards_per_step(student) == (2 if arch == "qwen_image" else 1)
+    assert random_students.teacher_forwards_per_step(student) == (2 if arch == "qwen_image" else 1)
 
 
 @pytest.mark.parametrize("arch, trainable_b", [("flux", 0.65), ("qwen_image", 0.96)])
-def test_full_size_students_build_on_meta_without_host_memory(bench_tool, arch, trainable_b):
+def test_full_size_students_build_on_meta_without_host_memory(arch, trainable_b):
     from arcflow.models import count_parameters
 
     cpu = torch.device("cpu")
-    bench_tool.reset_peak_memory(cpu)
-    before = bench_tool.peak_memory_mb(cpu)
-    cfg = bench_tool.student_config(arch, tiny=False, dtype=torch.bfloat16)
-    student = bench_tool.build_meta_student(cfg)
+    benchmark.reset_peak_memory(cpu)
+    before = benchmark.peak_memory_mb(cpu)
+    cfg = random_students.student_config(arch, tiny=False, dtype=torch.bfloat16)
+    student = random_students.build_meta_student(cfg)
     assert all(p.is_meta for p in student.parameters())
     assert count_parameters(student).trainable / 1e9 == pytest.approx(trainable_b, abs=0.01)
     assert student.num_components == 16 and student.lora_rank == 256
     # 12 B / 20 B parameters (25 / 42 GiB): none of them ever reaches host memory
-    assert bench_tool.peak_memory_mb(cpu) - before < 1024
+    assert benchmark.peak_memory_mb(cpu) - before < 1024
 
 
 def test_cli_writes_json_lines_and_a_table(bench_tool, tmp_path):
@@ -100,9 +103,9 @@ def test_full_size_needs_the_random_weights_flag(bench_tool):
 
 
 @pytest.mark.slow
-def test_pipeline_benchmark_on_a_tiny_stack(bench_tool, tiny_flux_stack):
+def test_pipeline_benchmark_on_a_tiny_stack(tiny_flux_stack):
     model, adapter = tiny_flux_stack
-    records = bench_tool.bench_pipeline(
+    records = benchmark.bench_pipeline(
         "flux", str(model), str(adapter), torch.device("cpu"), torch.float32, 64, 2, 2, 1, 1, 1
     )
     student, teacher, speedup = records

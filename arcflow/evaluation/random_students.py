@@ -1,0 +1,183 @@
+"""Students of the released configs with random weights, and random prompt conditions shaped as the
+pipelines give them, for latency and memory measurements (:mod:`arcflow.evaluation.benchmark`).
+
+Random weights cost the same time and memory as trained ones: the released architectures (LoRA
+rank 256, K = 16) are built with parameters on the meta device and materialised on the GPU in
+place, so 12 B / 20 B parameters never pass through host memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from arcflow.models import ArcFlowStudent, build_student_from_cfg
+from arcflow.models.arch import Cond
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RELEASED_STUDENT_CONFIGS = {
+    "flux": REPO_ROOT / "configs/_base_/models/flux_student.py",
+    "qwen_image": REPO_ROOT / "configs/_base_/models/qwen_student.py",
+}
+# Small random architectures with the real ones' structure, for CPU runs and tests.
+TINY_TRANSFORMERS: dict[str, dict[str, Any]] = {
+    "flux": dict(
+        patch_size=1,
+        in_channels=16,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=32,
+        num_attention_heads=3,
+        joint_attention_dim=64,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(8, 12, 12),
+    ),
+    "qwen_image": dict(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=4,
+        attention_head_dim=32,
+        num_attention_heads=3,
+        joint_attention_dim=64,
+        axes_dims_rope=(8, 12, 12),
+    ),
+}
+TINY_LORA_RANK = 8
+# Prompt tokens: FluxPipeline pads T5 to max_sequence_length (512); Qwen-Image keeps the prompt's
+# own length (a typical prompt after the template is dropped) and the empty negative prompt's.
+TEXT_LENGTHS = {"flux": (512, 0), "qwen_image": (128, 6)}
+TINY_TEXT_LENGTHS = {"flux": (32, 0), "qwen_image": (16, 4)}
+VAE_FACTOR = 8  # pixels per latent pixel of both released VAEs
+
+
+def student_config(
+    arch: str,
+    tiny: bool,
+    dtype: torch.dtype,
+    gradient_checkpointing: bool | None = None,
+) -> dict[str, Any]:
+    """The released student config of ``arch`` without its weights source; ``tiny`` swaps in a
+    small architecture (and LoRA rank) of the same structure."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(RELEASED_STUDENT_CONFIGS[arch])).model.student.to_dict()
+    transformer = dict(cfg["transformer"])
+    transformer.pop("from_pretrained", None)
+    transformer["torch_dtype"] = str(dtype).removeprefix("torch.")
+    if tiny:
+        transformer["from_config"] = dict(TINY_TRANSFORMERS[arch])
+        cfg["lora_rank"] = cfg["lora_alpha"] = TINY_LORA_RANK
+    cfg["transformer"] = transformer
+    if gradient_checkpointing is not None:
+        cfg["gradient_checkpointing"] = gradient_checkpointing
+    return cfg
+
+
+def build_meta_student(cfg: Mapping[str, Any]) -> ArcFlowStudent:
+    """The student of ``cfg`` with every parameter on the meta device (no memory).
+
+    Buffers and plain tensor attributes stay real (on the CPU): Qwen-Image's RoPE tables are such
+    attributes, and a meta copy of them could not be materialised.
+    """
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        return build_student_from_cfg(cfg, device="cpu")
+
+
+def parameter_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+@torch.no_grad()
+def materialize_(
+    student: ArcFlowStudent, device: torch.device, seed: int = 0, std: float = 0.02
+) -> ArcFlowStudent:
+    """Give every meta parameter storage on ``device`` and a cheap random init, in place.
+
+    Matrices get N(0, std^2), norm scales 1, biases 0. Then the student is put back at its
+    documented initialisation (heads from the teacher projection, the final modulation copied,
+    LoRA B = 0), so that it starts as the teacher, as a real student does.
+    """
+    generator = torch.Generator(device=device).manual_seed(seed)
+    made: dict[int, nn.Parameter] = {}  # shared parameters stay shared
+    for module in student.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if not param.is_meta:
+                continue
+            if id(param) not in made:
+                data = torch.empty(param.shape, dtype=param.dtype, device=device)
+                if data.ndim >= 2:
+                    data.normal_(0.0, std, generator=generator)
+                else:
+                    data.fill_(1.0 if name == "weight" else 0.0)
+                made[id(param)] = nn.Parameter(data, requires_grad=param.requires_grad)
+            setattr(module, name, made[id(param)])
+    student.to(device)
+    leftover = [
+        name for name, t in [*student.named_parameters(), *student.named_buffers()] if t.is_meta
+    ]
+    if leftover:
+        raise RuntimeError(f"tensors left on the meta device: {leftover[:5]}")
+    student.head.reset_parameters()
+    forked = student.transformer.norm_out.linear
+    forked.student.load_state_dict(forked.teacher.state_dict())
+    for layer in student.lora_layers().values():
+        for lora_b in layer.lora_B.values():
+            lora_b.weight.zero_()
+    return student
+
+
+def build_random_student(
+    cfg: Mapping[str, Any], device: torch.device, seed: int = 0
+) -> ArcFlowStudent:
+    """``build_meta_student`` then ``materialize_``; in eval mode (no LoRA dropout)."""
+    return materialize_(build_meta_student(cfg), device, seed).eval()
+
+
+def random_cond(
+    student: ArcFlowStudent,
+    batch: int,
+    text_lengths: tuple[int, int],
+    device: torch.device,
+    seed: int = 0,
+) -> Cond:
+    """Random prompt embeddings shaped as the pipelines give them (see ``arcflow.models.arch``).
+
+    ``text_lengths`` = (prompt tokens, negative-prompt tokens); the latter only for Qwen-Image,
+    whose teacher runs true CFG.
+    """
+    config = student.transformer.config
+    dtype = student.arch.input_dtype(student.transformer)
+    gen = torch.Generator().manual_seed(seed)
+    length, negative_length = text_lengths
+
+    def embeds(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+
+    def mask(tokens: int) -> torch.Tensor:
+        return torch.ones(batch, tokens, dtype=torch.long, device=device)
+
+    if student.arch.name == "flux":
+        return {
+            "prompt_embeds": embeds(batch, length, config.joint_attention_dim),
+            "pooled_prompt_embeds": embeds(batch, config.pooled_projection_dim),
+        }
+    return {
+        "prompt_embeds": embeds(batch, length, config.joint_attention_dim),
+        "prompt_embeds_mask": mask(length),
+        "negative_prompt_embeds": embeds(batch, negative_length, config.joint_attention_dim),
+        "negative_prompt_embeds_mask": mask(negative_length),
+    }
+
+
+def teacher_forwards_per_step(student: ArcFlowStudent) -> int:
+    """2 for a true-CFG teacher (Qwen-Image), 1 for an embedded-guidance one (FLUX)."""
+    guided = student.arch.name == "qwen_image" and student.guidance_scale not in (None, 1.0)
+    return 2 if guided else 1

@@ -1,0 +1,121 @@
+"""Reports of the evaluation harness: ``results.json``, the markdown results table and the image
+grid of :class:`~arcflow.evaluation.harness.EvaluationResult`."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from arcflow.evaluation.harness import EvaluationResult
+
+
+def _fmt(value: float | None, percent: bool = False, spec: str = ".3g") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{100 * value:.1f}%" if percent else format(value, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def markdown_table(result: EvaluationResult) -> str:
+    """The results table (README format), then per-attribute accuracy and the standard metrics
+    (CLIP score, FID in further feature spaces) where measured."""
+    spaces = result.settings["feature_spaces"]
+    space = spaces[0] if spaces else None
+    header = ["sampler", "NFE", f"FID vs teacher ({space})", f"FID vs data ({space})"]
+    header += ["caption match", "PSNR vs teacher (dB)", "latent MSE vs teacher", "diversity"]
+    header += ["s / image", "speed-up"]
+    rows = []
+    for row in result.samplers:
+        ref = row.name == result.reference
+        rows.append(
+            [
+                row.name,
+                str(row.nfe),
+                "ref" if ref else _fmt(row.fid_vs_teacher.get(space)),
+                _fmt(row.fid_vs_data.get(space)),
+                _fmt(row.caption_match, percent=True),
+                "ref" if ref else _fmt(row.psnr_vs_teacher_db, spec=".2f"),
+                "ref" if ref else _fmt(row.latent_mse_vs_teacher),
+                _fmt(row.diversity.get(space)),
+                _fmt(row.seconds_per_image, spec=".4f"),
+                "n/a" if row.speedup is None else f"{row.speedup:.1f}x",
+            ]
+        )
+    for name, values in result.references.items():
+        fid = _fmt(values.get(f"fid_vs_data_{space}")) if name == "vae" else "-"
+        rows.append([f"({name})", "-", "-", fid, _fmt(values.get("caption_match"), True)])
+        rows[-1] += ["-"] * (len(header) - len(rows[-1]))
+    lines = _table(header, rows)
+
+    attributes = sorted({k for row in result.samplers for k in row.attribute_accuracy})
+    if attributes:
+        rows = [
+            [row.name] + [_fmt(row.attribute_accuracy.get(k), percent=True) for k in attributes]
+            for row in result.samplers
+        ]
+        lines += ["", *_table(["sampler", *attributes], rows)]
+    others = spaces[1:]
+    if others or any(row.clip_score is not None for row in result.samplers):
+        header = ["sampler", "CLIP score", *(f"FID vs teacher ({k})" for k in others)]
+        rows = [
+            [row.name, _fmt(row.clip_score)] + [_fmt(row.fid_vs_teacher.get(k)) for k in others]
+            for row in result.samplers
+        ]
+        lines += ["", *_table(header, rows)]
+    return "\n".join(lines) + "\n"
+
+
+def image_grid(result: EvaluationResult, cell: int = 128) -> Image.Image:
+    """Rows = samplers (labelled), columns = prompts (seed 0), each image scaled to ``cell`` px
+    wide: small images with nearest-neighbour (pixels stay visible), large ones with Lanczos."""
+    rows = list(result.grid.items())
+    height, width = rows[0][1].shape[-2:]
+    size = (cell, max(1, round(cell * height / width)))
+    resample = Image.Resampling.NEAREST if width <= cell else Image.Resampling.LANCZOS
+    label = 80
+    columns = max(len(images) for _, images in rows)
+    canvas = Image.new("RGB", (label + columns * size[0], len(rows) * size[1]), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (name, images) in enumerate(rows):
+        draw.text((4, r * size[1] + size[1] // 2 - 6), name, fill="black")
+        for c, image in enumerate(images):
+            tile = Image.fromarray(image.permute(1, 2, 0).numpy()).resize(size, resample)
+            canvas.paste(tile, (label + c * size[0], r * size[1]))
+    return canvas
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN becomes null: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """``results.json``, ``results.md`` and ``grid.png`` under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = dict(
+        settings=result.settings,
+        reference=result.reference,
+        samplers=[asdict(row) for row in result.samplers],
+        references=result.references,
+    )
+    paths = {"json": out / "results.json", "markdown": out / "results.md", "grid": out / "grid.png"}
+    paths["json"].write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
+    paths["markdown"].write_text(markdown_table(result))
+    image_grid(result).save(paths["grid"])
+    return paths
