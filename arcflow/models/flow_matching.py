@@ -100,6 +100,8 @@ class FlowMatchingTrainer(BaseModel):
         guidance_range: ``(g_min, g_max)`` of the distilled guidance.
         sample_posterior: encode images to a posterior sample or (default) its mean, as the
             tiny VAEs are trained to decode (see :class:`VAETrainer`).
+        object_weight: extra MSE weight on latent pixels covering objects (:func:`object_weights`
+            of the image, averaged over each latent pixel's patch); 0 is the plain loss.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class FlowMatchingTrainer(BaseModel):
         cfg_teacher: dict | None = None,
         guidance_range: tuple[float, float] = (1.0, 5.0),
         sample_posterior: bool = False,
+        object_weight: float = 0.0,
         data_preprocessor: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -134,6 +137,7 @@ class FlowMatchingTrainer(BaseModel):
         self.guidance_scale = guidance_scale
         self.guidance_range = tuple(guidance_range)
         self.sample_posterior = sample_posterior
+        self.object_weight = object_weight
         self.cfg_teacher: nn.Module | None = None
         self.cfg_teacher_guidance: float | None = None
         if cfg_teacher is not None:
@@ -218,7 +222,11 @@ class FlowMatchingTrainer(BaseModel):
             guidance = low + (high - low) * float(torch.rand(()))
             target = self.guided_target(x_sigma, sigma, cond, empty, guidance)
         prediction = self._velocity(self.transformer, x_sigma, sigma, cond, guidance)
-        return {"loss": F.mse_loss(prediction.float(), target.float())}
+        error = (prediction.float() - target.float()).pow(2)
+        if self.object_weight:
+            weights = object_weights(data["image"].float(), self.object_weight)
+            error = error * F.adaptive_avg_pool2d(weights, x0.shape[-2:]).to(error)
+        return {"loss": error.mean()}
 
     def forward(self, data: dict[str, Any] | None = None, mode: str = "loss", **kwargs: Any):
         if mode != "loss":

@@ -68,6 +68,7 @@ def test_flow_matching_lowers_loss_on_a_fixed_batch(stacks, arch):
         stacks[arch],
         text_dropout=0.5,
         guidance_scale=1.0 if arch == "flux" else None,
+        object_weight=4.0 if arch == "flux" else 0.0,  # both losses
     )
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("transformer.") for n in trainable)
