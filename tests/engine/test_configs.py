@@ -10,7 +10,9 @@ from arcflow.models.distiller import ArcFlowDistiller
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*/*.py") if not p.name.startswith("_")
+    str(p.relative_to(ROOT))
+    for p in (ROOT / "configs").glob("*/*.py")
+    if not p.name.startswith("_")
 )
 
 

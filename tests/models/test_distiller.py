@@ -73,7 +73,7 @@ def test_tiny_real_students_lower_the_loss_on_a_fixed_batch(tiny):
         params = [p for _, p in student.trainable_named_parameters()]
         opt = torch.optim.AdamW(params, lr=3e-3)
 
-        def total():
+        def total(distiller=distiller, data=data):
             return sum(distiller.rollout_losses(data, iteration=0).values())
 
         before = total().item()
