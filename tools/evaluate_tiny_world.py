@@ -21,8 +21,9 @@ import torch
 
 from arcflow.data.scenes import heldout_prompts, render_batch
 from arcflow.evaluation.attributes import AttributeEvaluator
+from arcflow.evaluation.metrics import psnr
 from arcflow.models.adapter_format import load_arcflow_adapter
-from arcflow.models.flow_matching import load_vae, psnr
+from arcflow.models.flow_matching import load_vae
 from arcflow.models.loading import load_base_transformer
 from arcflow.models.student import ArcFlowStudent
 from arcflow.models.text_encoders import PromptEncoder
@@ -63,7 +64,7 @@ def vae_scores(
     recon = torch.cat([codec.decode(codec.encode(x, sample=False)) for x in images.split(64)])
     recon = recon.float().clamp(-1, 1)
     return {
-        "vae_psnr_db": psnr(recon, images),
+        "vae_psnr_db": float(psnr(recon, images, data_range=2.0).mean()),
         "vae_recon_match": evaluator.score(recon, list(prompts)).accuracy["match"],
     }
 

@@ -79,8 +79,32 @@ def _drop_text(cond: Cond, empty: Cond, drop: torch.Tensor) -> Cond:
     return out
 
 
+class _LossModel(BaseModel):
+    """A model whose only job is a loss: ``forward(data, mode="loss")`` -> ``self.loss(data)``,
+    and a train step that routes that forward through a DDP wrapper when there is one."""
+
+    def loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, data: dict[str, Any] | None = None, mode: str = "loss", **kwargs: Any):
+        if mode != "loss":
+            raise ValueError(f"{type(self).__name__} only computes losses, got mode {mode!r}")
+        return self.loss(data)
+
+    def train_step(
+        self, data: dict[str, Any], optim_wrapper: OptimWrapper, wrapper: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
+        forward = wrapper if wrapper is not None else self
+        data = self.data_preprocessor(data, training=True)
+        with optim_wrapper.optim_context(forward):
+            losses = forward(data=data, mode="loss")
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
+
+
 @MODELS.register_module()
-class FlowMatchingTrainer(BaseModel):
+class FlowMatchingTrainer(_LossModel):
     """Trains a diffusers FLUX / Qwen-Image transformer by flow matching on captioned images.
 
     Args:
@@ -228,25 +252,9 @@ class FlowMatchingTrainer(BaseModel):
             error = error * F.adaptive_avg_pool2d(weights, x0.shape[-2:]).to(error)
         return {"loss": error.mean()}
 
-    def forward(self, data: dict[str, Any] | None = None, mode: str = "loss", **kwargs: Any):
-        if mode != "loss":
-            raise ValueError(f"FlowMatchingTrainer only computes losses, got mode {mode!r}")
-        return self.loss(data)
-
-    def train_step(
-        self, data: dict[str, Any], optim_wrapper: OptimWrapper, wrapper: nn.Module | None = None
-    ) -> dict[str, torch.Tensor]:
-        forward = wrapper if wrapper is not None else self
-        data = self.data_preprocessor(data, training=True)
-        with optim_wrapper.optim_context(forward):
-            losses = forward(data=data, mode="loss")
-        loss, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(loss)
-        return log_vars
-
 
 @MODELS.register_module()
-class VAETrainer(BaseModel):
+class VAETrainer(_LossModel):
     """Trains a tiny ``AutoencoderKL`` / ``AutoencoderKLQwenImage`` on rendered images.
 
     Loss: ``l1_weight * |x - D(z)| + l2_weight * (x - D(z))^2`` (pixel means, weighted by
@@ -323,22 +331,6 @@ class VAETrainer(BaseModel):
             "loss_kl": self.kl_weight * kl.mean(),
         }
 
-    def forward(self, data: dict[str, Any] | None = None, mode: str = "loss", **kwargs: Any):
-        if mode != "loss":
-            raise ValueError(f"VAETrainer only computes losses, got mode {mode!r}")
-        return self.loss(data)
-
-    def train_step(
-        self, data: dict[str, Any], optim_wrapper: OptimWrapper, wrapper: nn.Module | None = None
-    ) -> dict[str, torch.Tensor]:
-        forward = wrapper if wrapper is not None else self
-        data = self.data_preprocessor(data, training=True)
-        with optim_wrapper.optim_context(forward):
-            losses = forward(data=data, mode="loss")
-        loss, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(loss)
-        return log_vars
-
 
 def object_weights(images: torch.Tensor, extra: float, radius: int = 4) -> torch.Tensor:
     """Per-pixel loss weights ``1 + extra`` within ``radius`` pixels of a colour edge, else 1.
@@ -355,17 +347,10 @@ def object_weights(images: torch.Tensor, extra: float, radius: int = 4) -> torch
     return 1.0 + extra * near
 
 
-def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean PSNR (dB) of images in [-1, 1] (peak-to-peak 2)."""
-    mse = (images.clamp(-1, 1) - reference).pow(2).flatten(1).mean(1)
-    return float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean())
-
-
 __all__ = [
     "FlowMatchingTrainer",
     "VAETrainer",
     "load_vae",
     "object_weights",
-    "psnr",
     "sample_sigmas",
 ]
