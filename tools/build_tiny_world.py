@@ -16,7 +16,8 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
    published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
    checkpoints/tiny-<arch>-linear/ (measured, not shipped);
-6. evaluation: ``tools/evaluate_tiny_world.py`` -> work_dirs/tiny_world_<arch>.json.
+6. evaluation: ``tools/evaluate.py`` (N one-object and N two-object held-out prompts, the VAE's
+   reconstructions as reference) -> work_dirs/tiny_world_<arch>/results.{json,md}, grid.png.
 
 Training runs use one thread per process (``--threads``): on a small shared CPU, tiny models run
 several times faster single-threaded than with threads fighting over cores.
@@ -173,11 +174,12 @@ def build_stack(builder: Builder, arch: str) -> None:
     for config, out in ((f"arcflow_tiny_{name}", adapter), (f"linear_tiny_{name}", linear)):
         builder.stage(f"{name}: {config}", None, lambda c=config: builder.train(c))
         builder.stage(f"{name}: {config} export", out, lambda c=config, o=out: export_adapter(c, o))
-    report = Path("work_dirs") / f"tiny_world_{name}.json"
-    evaluate = ["tools/evaluate_tiny_world.py", "--arch", arch, "--stack", str(stack)]
-    evaluate += ["--adapter", str(adapter), "--baseline", str(linear), "--out", str(report)]
-    evaluate += ["--num-prompts", str(builder.num_prompts)]
-    builder.stage(f"{name}: evaluation", report, lambda: builder.python(*evaluate))
+    report = Path("work_dirs") / f"tiny_world_{name}"
+    evaluate = ["tools/evaluate.py", "--preset", "tiny", "--arch", arch, "--model", str(stack)]
+    evaluate += ["--adapter", str(adapter), "--linear-adapter", str(linear)]
+    evaluate += ["--prompts", str(builder.num_prompts), "--num-objects", "1,2", "--seeds", "1"]
+    evaluate += ["--out", str(report)]
+    builder.stage(f"{name}: evaluation", report / "results.json", lambda: builder.python(*evaluate))
 
 
 def main() -> None:

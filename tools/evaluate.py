@@ -3,10 +3,18 @@
     python tools/evaluate.py --preset tiny --arch flux --prompts 100 --seeds 2 --out results/flux
 
 Tiny world (``--prompts N``: N held-out scene prompts): FID in the attribute evaluator's feature
-space against the teacher's samples and the rendered scenes, caption match, agreement with the
-teacher, diversity, time per image and speed-up. Real models (``--model``, ``--adapter``,
-``--prompts-file``): the same minus what needs the tiny world; ``--inception`` / ``--clip`` add the
-standard FID and CLIP score from local checkpoints. Writes results.json, results.md and grid.png.
+space against the teacher's samples and the rendered scenes, caption match (overall, per attribute
+and per object count), agreement with the teacher, diversity, time per image and speed-up, beside
+the reference rows ``data`` (the rendered scenes) and ``vae`` (their VAE reconstructions: the
+ceiling of any sampler; PSNR vs the scenes). ``--num-objects 1,2`` evaluates N one-object and N
+two-object prompts in one run, reported overall and per object count:
+
+    python tools/evaluate.py --preset tiny --arch flux --prompts 200 --num-objects 1,2 \
+        --seeds 1 --out work_dirs/tiny_world_flux
+
+Real models (``--model``, ``--adapter``, ``--prompts-file``): the same minus what needs the tiny
+world; ``--inception`` / ``--clip`` add the standard FID and CLIP score from local checkpoints.
+Writes results.json, results.md and grid.png.
 """
 
 from __future__ import annotations
@@ -60,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     prompts = parser.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompts", type=int, help="N held-out tiny-world scene prompts")
     prompts.add_argument("--prompts-file", type=Path, help="text file, one prompt per line")
-    parser.add_argument("--num-objects", type=int, choices=[1, 2], help="tiny world: only these")
+    parser.add_argument(
+        "--num-objects",
+        choices=["1", "2", "1,2"],
+        help="tiny world: N prompts with this many objects; 1,2: N of each, in one report "
+        "(default: N prompts of either count)",
+    )
     parser.add_argument("--seeds", type=int, default=2, help="images per prompt")
     parser.add_argument("--seed", type=int, default=0, help="image i starts from seed + i")
     parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help="comma-separated")
@@ -111,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(folder).is_dir():
             parser.error(f"--student {name}={folder}: no such folder")
     tiny_world = args.prompts is not None
+    if args.num_objects and not tiny_world:
+        parser.error("--num-objects picks tiny-world prompts: it needs --prompts N")
     evaluator_path = args.evaluator or (TINY_EVALUATOR if tiny_world else None)
     if evaluator_path and not Path(evaluator_path).is_dir():
         parser.error(f"attribute evaluator {evaluator_path} not found (tools/train_evaluator.py)")
@@ -153,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     real_images = None
     if tiny_world:
-        pairs = heldout_prompts(args.prompts, args.seed, args.num_objects)
+        counts = [int(n) for n in args.num_objects.split(",")] if args.num_objects else [None]
+        pairs = [pair for n in counts for pair in heldout_prompts(args.prompts, args.seed, n)]
         texts = [prompt for prompt, _ in pairs]
         real_images = features.to_uint8(render_batch([scene for _, scene in pairs]))
     else:
@@ -198,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         progress=True,
     )
     result.settings.update(
-        arch=args.arch, model=model, adapter=adapter, students=folders, dtype=str(dtype)
+        arch=args.arch,
+        model=model,
+        adapter=adapter,
+        students=folders,
+        dtype=str(dtype),
+        num_objects=args.num_objects,
     )
     # Which weights made these numbers: the tiny world's checkpoints are rebuilt now and then.
     sources = {"transformer": Path(model) / "transformer", "adapter": adapter, **folders}

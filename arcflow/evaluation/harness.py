@@ -13,10 +13,14 @@ batch so that its images are at hand):
 
 - Fréchet distance to the reference's samples and to real data, in each feature space given (the
   tiny world's attribute evaluator; Inception or CLIP for real models);
-- caption match, overall, per attribute and per object count (tiny world);
+- caption match, overall, per attribute, and both again per object count (tiny world);
 - agreement from the same noise: pixel PSNR of the 8-bit images and latent MSE;
 - diversity: mean pairwise feature distance across the seeds of one prompt;
 - wall time of the sampling loop per image, NFE (transformer forwards) and speed-up.
+
+Given real images (the tiny world's rendered scenes of the prompts), two reference rows bound what
+any sampler can reach: ``data``, the evaluator on the scenes themselves, and ``vae``, their
+encode -> decode through the stack's VAE (posterior mean) with its PSNR against the scenes.
 
 Pixel metrics are taken on 8-bit images, as they are saved: generated and rendered images then go
 through the same quantisation.
@@ -147,7 +151,8 @@ class SamplerResult:
     diversity: dict[str, float] = field(default_factory=dict)
     caption_match: float | None = None
     attribute_accuracy: dict[str, float] = field(default_factory=dict)
-    match_by_objects: dict[int, float] = field(default_factory=dict)
+    # per object count: "match" and the attribute accuracies over that count's prompts
+    accuracy_by_objects: dict[int, dict[str, float]] = field(default_factory=dict)
     psnr_vs_teacher_db: float | None = None
     latent_mse_vs_teacher: float | None = None
     clip_score: float | None = None
@@ -209,13 +214,20 @@ def _frechet(features: torch.Tensor, reference: torch.Tensor) -> float:
 
 def _caption_scores(
     evaluator: AttributeEvaluator, images: torch.Tensor, prompts: list[str]
-) -> tuple[float, dict[str, float], dict[int, float]]:
-    """Overall match, per-attribute accuracy and match per object count."""
-    score = evaluator.score(to_signed(images), prompts)
-    counts = torch.tensor([len(parse_caption(p)) for p in prompts])
-    by_objects = {int(n): score.match[counts == n].float().mean().item() for n in counts.unique()}
-    attributes = {k: v for k, v in score.accuracy.items() if k != "match"}
-    return score.accuracy["match"], attributes, by_objects
+) -> tuple[float, dict[str, float], dict[int, dict[str, float]]]:
+    """Caption match of ``(N, 3, H, W)`` uint8 images of ``prompts``: the overall match, the
+    per-attribute accuracies, and both per object count (``{1: {"match": .., "color": ..}}``)."""
+    signed = to_signed(images)
+    accuracy = evaluator.score(signed, prompts).accuracy
+    counts = [len(parse_caption(p)) for p in prompts]
+    by_objects: dict[int, dict[str, float]] = {}
+    for n in sorted(set(counts)):
+        # Attribute accuracies average over stated attributes, so a count's own accuracies need
+        # a score of its own images, not a slice of the overall one.
+        index = [i for i, count in enumerate(counts) if count == n]
+        by_objects[n] = evaluator.score(signed[index], [prompts[i] for i in index]).accuracy
+    match = accuracy.pop("match")
+    return match, accuracy, by_objects
 
 
 @torch.no_grad()
@@ -342,7 +354,9 @@ def evaluate(
     references: dict[str, dict[str, Any]] = {}
     if real_images is not None:
         real_features = {s.name: s(real_images) for s in feature_spaces}
-        references = _reference_rows(stack, real_images, prompts, evaluator, feature_spaces)
+        references = _reference_rows(
+            stack, real_images, real_features, prompts, evaluator, feature_spaces
+        )
 
     results = []
     for spec in samplers:
@@ -364,7 +378,7 @@ def evaluate(
         if got.clip:
             row.clip_score = torch.cat(got.clip).mean().item()
         if evaluator is not None:
-            row.caption_match, row.attribute_accuracy, row.match_by_objects = _caption_scores(
+            row.caption_match, row.attribute_accuracy, row.accuracy_by_objects = _caption_scores(
                 evaluator, torch.cat(got.images), texts
             )
         results.append(row)
@@ -392,13 +406,15 @@ def evaluate(
 def _reference_rows(
     stack: GenerationStack,
     real_images: torch.Tensor,
+    real_features: dict[str, torch.Tensor],
     prompts: list[str],
     evaluator: AttributeEvaluator | None,
     feature_spaces: Sequence[FeatureSpace],
 ) -> dict[str, dict[str, Any]]:
-    """Rows ``data``: what the evaluator reads off the real images (the ceiling of caption
-    match); ``vae``: their encode -> decode (posterior mean), the ceiling of any generator
-    decoded by this VAE: PSNR vs data, caption match and FID vs data."""
+    """Rows ``data``: what the evaluator reads off the real images ``(P, 3, H, W)`` uint8 (the
+    ceiling of caption match); ``vae``: their encode -> decode (posterior mean), the ceiling of any
+    generator decoded by this VAE: PSNR vs data, caption match and FID vs data.
+    ``real_features``: the real images' features by space name."""
     signed = to_signed(real_images)
     recon = torch.cat(
         [
@@ -411,11 +427,11 @@ def _reference_rows(
         "vae": {"psnr_vs_data_db": psnr(recon.float(), real_images.float(), 255.0).mean().item()},
     }
     for space in feature_spaces:
-        rows["vae"][f"fid_vs_data_{space.name}"] = _frechet(space(recon), space(real_images))
+        rows["vae"][f"fid_vs_data_{space.name}"] = _frechet(space(recon), real_features[space.name])
     if evaluator is not None:
         for name, images in (("data", real_images), ("vae", recon)):
             match, attributes, by_objects = _caption_scores(evaluator, images, prompts)
             rows[name].update(
-                caption_match=match, attribute_accuracy=attributes, match_by_objects=by_objects
+                caption_match=match, attribute_accuracy=attributes, accuracy_by_objects=by_objects
             )
     return rows

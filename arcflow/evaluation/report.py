@@ -26,8 +26,21 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def markdown_table(result: EvaluationResult) -> str:
-    """The results table (README format), then per-attribute accuracy and the standard metrics
-    (CLIP score, FID in further feature spaces) where measured."""
+    """The results table (README format) with the reference rows, the VAE's reconstruction PSNR,
+    caption match per attribute and object count, and the standard metrics (CLIP score, FID in
+    further feature spaces) where measured."""
+    lines = _sampler_table(result)
+    if "vae" in result.references:
+        db = _fmt(result.references["vae"]["psnr_vs_data_db"], spec=".2f")
+        lines += [
+            "",
+            f"(vae): the rendered scenes encoded (posterior mean) and decoded: {db} dB PSNR.",
+        ]
+    lines += _caption_table(result) + _standard_table(result)
+    return "\n".join(lines) + "\n"
+
+
+def _sampler_table(result: EvaluationResult) -> list[str]:
     spaces = result.settings["feature_spaces"]
     space = spaces[0] if spaces else None
     header = ["sampler", "NFE", f"FID vs teacher ({space})", f"FID vs data ({space})"]
@@ -54,24 +67,48 @@ def markdown_table(result: EvaluationResult) -> str:
         fid = _fmt(values.get(f"fid_vs_data_{space}")) if name == "vae" else "-"
         rows.append([f"({name})", "-", "-", fid, _fmt(values.get("caption_match"), True)])
         rows[-1] += ["-"] * (len(header) - len(rows[-1]))
-    lines = _table(header, rows)
+    return _table(header, rows)
 
-    attributes = sorted({k for row in result.samplers for k in row.attribute_accuracy})
-    if attributes:
-        rows = [
-            [row.name] + [_fmt(row.attribute_accuracy.get(k), percent=True) for k in attributes]
-            for row in result.samplers
-        ]
-        lines += ["", *_table(["sampler", *attributes], rows)]
-    others = spaces[1:]
-    if others or any(row.clip_score is not None for row in result.samplers):
-        header = ["sampler", "CLIP score", *(f"FID vs teacher ({k})" for k in others)]
-        rows = [
-            [row.name, _fmt(row.clip_score)] + [_fmt(row.fid_vs_teacher.get(k)) for k in others]
-            for row in result.samplers
-        ]
-        lines += ["", *_table(header, rows)]
-    return "\n".join(lines) + "\n"
+
+def _caption_table(result: EvaluationResult) -> list[str]:
+    """Caption match and per-attribute accuracy of the samplers and reference rows: per object
+    count, and over all prompts ("all") first when they mix counts."""
+    scored = {
+        row.name: (row.caption_match, row.attribute_accuracy, row.accuracy_by_objects)
+        for row in result.samplers
+    }
+    for name, values in result.references.items():
+        if "caption_match" in values:
+            scored[f"({name})"] = (
+                values["caption_match"],
+                values["attribute_accuracy"],
+                values["accuracy_by_objects"],
+            )
+    attributes = sorted({k for _, per_attribute, _ in scored.values() for k in per_attribute})
+    if not attributes:
+        return []
+    rows = []
+    for name, (match, per_attribute, by_objects) in scored.items():
+        groups = {str(n): by_objects[n] for n in sorted(by_objects)}
+        if len(groups) > 1:
+            groups = {"all": {"match": match, **per_attribute}, **groups}
+        for objects, values in groups.items():
+            cells = [_fmt(values.get(k), percent=True) for k in ["match", *attributes]]
+            rows.append([name, objects, *cells])
+    return ["", *_table(["sampler", "objects", "caption match", *attributes], rows)]
+
+
+def _standard_table(result: EvaluationResult) -> list[str]:
+    """CLIP score and FID in the feature spaces after the first (Inception, CLIP)."""
+    others = result.settings["feature_spaces"][1:]
+    if not others and all(row.clip_score is None for row in result.samplers):
+        return []
+    header = ["sampler", "CLIP score", *(f"FID vs teacher ({k})" for k in others)]
+    rows = [
+        [row.name, _fmt(row.clip_score)] + [_fmt(row.fid_vs_teacher.get(k)) for k in others]
+        for row in result.samplers
+    ]
+    return ["", *_table(header, rows)]
 
 
 def image_grid(result: EvaluationResult, cell: int = 128) -> Image.Image:

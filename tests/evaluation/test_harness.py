@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from arcflow.data.scenes import heldout_prompts, render_batch
 from arcflow.evaluation import harness
 from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.features import ClipScorer, EvaluatorFeatures, InceptionFeatures, to_uint8
-from arcflow.evaluation.metrics import PSNR_CAP_DB
+from arcflow.evaluation.metrics import PSNR_CAP_DB, psnr
 from arcflow.evaluation.report import write_report
+from arcflow.models.flow_matching import load_vae
+from arcflow.models.vae import LatentCodec
 from arcflow.pipelines import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +90,8 @@ def test_every_sampler_is_measured(run):
         assert row.fid_vs_data["evaluator"] >= 0 and row.diversity["evaluator"] >= 0
         assert 0 <= row.caption_match <= 1
         assert set(row.attribute_accuracy) >= {"color", "shape", "count"}
-        assert set(row.match_by_objects) <= {1, 2}
+        assert set(row.accuracy_by_objects) == {2}  # these 4 held-out scenes hold 2 objects
+        assert row.accuracy_by_objects[2]["match"] == row.caption_match
         if row is not teacher:
             assert 0 < row.psnr_vs_teacher_db < PSNR_CAP_DB
             assert row.latent_mse_vs_teacher > 0 and row.fid_vs_teacher["evaluator"] >= 0
@@ -125,6 +129,9 @@ def test_reports(run, tmp_path):
     assert table.startswith("| sampler | NFE | FID vs teacher (evaluator) |")
     for name in [*SAMPLERS.split(","), "(data)", "(vae)"]:
         assert f"| {name} |" in table
+        assert f"| {name} | 2 |" in table  # caption match of the 2-object prompts
+    assert "| sampler | objects | caption match | color | count |" in table
+    assert "(vae): the rendered scenes encoded (posterior mean) and decoded: " in table
     with Image.open(paths["grid"]) as grid:
         assert grid.size == (80 + 3 * 128, 5 * 128)
 
@@ -250,6 +257,44 @@ def test_cli_on_four_prompts(evaluate_tool, tiny_world_stack, tmp_path, capsys):
     assert "| arcflow2 | 2 |" in out and "wrote" in out
 
 
+def test_cli_splits_object_counts_and_reconstructs_the_scenes(
+    evaluate_tool, tiny_world_stack, tmp_path
+):
+    """``--num-objects 1,2``: N one-object then N two-object prompts in one report, scored overall
+    and per object count; the (vae) row is the VAE's reconstruction of exactly those scenes."""
+    stack = tiny_world_stack
+    args = ["--model", str(stack.model), "--adapter", str(stack.adapter)]
+    args += ["--evaluator", str(stack.evaluator), "--height", "64", "--width", "64"]
+    args += ["--max-sequence-length", "32", "--prompts", "2", "--num-objects", "1,2"]
+    args += ["--seeds", "1", "--samplers", "teacher2,arcflow1", "--out", str(tmp_path)]
+    assert evaluate_tool.main(args) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["settings"]["num_prompts"] == 4 and data["settings"]["num_objects"] == "1,2"
+    references = data["references"]
+    for row in [*data["samplers"], references["data"], references["vae"]]:
+        by_objects = row["accuracy_by_objects"]
+        assert set(by_objects) == {"1", "2"}
+        assert all(0 <= v <= 1 for accuracy in by_objects.values() for v in accuracy.values())
+        # 2 prompts of each count: the overall match is the mean of the two
+        halves = (by_objects["1"]["match"] + by_objects["2"]["match"]) / 2
+        assert row["caption_match"] == pytest.approx(halves)
+    table = (tmp_path / "results.md").read_text()
+    for name in ("teacher2", "arcflow1", "(data)", "(vae)"):
+        assert all(f"| {name} | {objects} |" in table for objects in ("all", "1", "2"))
+
+    # The (vae) row, independently: the same scenes through the stack's VAE (posterior mean).
+    pairs = heldout_prompts(2, 0, num_objects=1) + heldout_prompts(2, 0, num_objects=2)
+    scenes = to_uint8(render_batch([scene for _, scene in pairs]))  # (4, 3, 64, 64)
+    codec = LatentCodec(load_vae(str(stack.model)))
+    with torch.no_grad():
+        recon = to_uint8(codec.decode(codec.encode(scenes.float() / 127.5 - 1, sample=False)))
+    expected = psnr(recon.float(), scenes.float(), data_range=255.0).mean().item()
+    vae = references["vae"]
+    assert math.isfinite(vae["psnr_vs_data_db"]) and vae["psnr_vs_data_db"] > 0
+    assert vae["psnr_vs_data_db"] == pytest.approx(expected, abs=1e-9)
+    assert 0 <= vae["caption_match"] <= 1
+
+
 def test_cli_errors(evaluate_tool, tiny_world_stack, tmp_path, capsys):
     base = ["--model", str(tiny_world_stack.model), "--adapter", str(tiny_world_stack.adapter)]
     base += ["--prompts", "4", "--out", str(tmp_path), "--evaluator", str(tmp_path / "none")]
@@ -265,6 +310,10 @@ def test_cli_errors(evaluate_tool, tiny_world_stack, tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluate_tool.main(base + ["--samplers", "arcflow2"])
     assert "attribute evaluator" in capsys.readouterr().err
+    prompts_file = ["--prompts-file", str(tmp_path / "prompts.txt"), "--num-objects", "1"]
+    with pytest.raises(SystemExit):
+        evaluate_tool.main(base[:4] + prompts_file + ["--samplers", "arcflow2", "--out", "x"])
+    assert "--num-objects picks tiny-world prompts" in capsys.readouterr().err
 
 
 SHIPPED = {"flux": "tiny-flux", "qwen_image": "tiny-qwen"}
