@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-objects",
         choices=["1", "2", "1,2"],
+        metavar="{1|2|1,2}",  # argparse's own "{1,2,1,2}" hides that 1,2 is one choice
         help="tiny world: N prompts with this many objects; 1,2: N of each, in one report "
         "(default: N prompts of either count)",
     )
