@@ -9,7 +9,7 @@ the reference rows ``data`` (the rendered scenes) and ``vae`` (their VAE reconst
 ceiling of any sampler; PSNR vs the scenes). ``--num-objects 1,2`` evaluates N one-object and N
 two-object prompts in one run, reported overall and per object count:
 
-    python tools/evaluate.py --preset tiny --arch flux --prompts 200 --num-objects 1,2 \
+    python tools/evaluate.py --preset tiny --arch flux --prompts 200 --num-objects 1,2 \\
         --seeds 1 --out work_dirs/tiny_world_flux
 
 Real models (``--model``, ``--adapter``, ``--prompts-file``): the same minus what needs the tiny
