@@ -1,6 +1,7 @@
 """The tiny world's datasets under the project registry, for configs to name.
 
-``SceneDataset`` (rendered scenes with captions) trains the VAEs and the teachers;
+``SceneDataset`` (rendered scenes with captions) trains the VAEs; ``SceneLatentDataset`` (the
+same scenes, pre-encoded by a stack's VAE) trains the teachers;
 ``ScenePromptDataset`` (captions only, nothing rendered) feeds data-free distillation.
 """
 
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
+from arcflow.data.scene_latents import SceneLatentDataset
 from arcflow.data.scenes import DEFAULT_LENGTH, SceneDataset, sample_item
 from arcflow.registry import DATASETS
 
 DATASETS.register_module(module=SceneDataset)
+DATASETS.register_module(module=SceneLatentDataset)
 
 
 @DATASETS.register_module()

@@ -22,6 +22,7 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 from torch import nn
 
+from arcflow.data.scene_latents import object_mask
 from arcflow.models.arch import Cond, get_arch
 from arcflow.models.builder import build_base_from_cfg
 from arcflow.models.vae import LatentCodec
@@ -226,8 +227,17 @@ class FlowMatchingTrainer(_LossModel):
         return u_neg + g * (u_pos - u_neg)
 
     def loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The flow-matching MSE of one batch (``image`` (B, 3, H, W), ``prompt`` list)."""
-        x0 = self.encode(data["image"])
+        """The flow-matching MSE of one batch: ``prompt`` (list) and either ``image``
+        (B, 3, H, W) or pre-encoded ``latents`` (B, C, h, w) with their ``object_mask``
+        (B, 1, h, w) (:class:`~arcflow.data.scene_latents.SceneLatentDataset`)."""
+        if "latents" in data:
+            x0 = data["latents"].float()
+            near = data["object_mask"] if self.object_weight else None
+        else:
+            x0 = self.encode(data["image"])
+            near = None
+            if self.object_weight:
+                near = F.adaptive_avg_pool2d(object_mask(data["image"].float()), x0.shape[-2:])
         batch = x0.shape[0]
         with torch.no_grad():
             encoded = self.prompt_encoder(list(data["prompt"]))
@@ -247,9 +257,8 @@ class FlowMatchingTrainer(_LossModel):
             target = self.guided_target(x_sigma, sigma, cond, empty, guidance)
         prediction = self._velocity(self.transformer, x_sigma, sigma, cond, guidance)
         error = (prediction.float() - target.float()).pow(2)
-        if self.object_weight:
-            weights = object_weights(data["image"].float(), self.object_weight)
-            error = error * F.adaptive_avg_pool2d(weights, x0.shape[-2:]).to(error)
+        if near is not None:
+            error = error * (1.0 + self.object_weight * near.to(error))
         return {"loss": error.mean()}
 
 
@@ -332,19 +341,12 @@ class VAETrainer(_LossModel):
         }
 
 
-def object_weights(images: torch.Tensor, extra: float, radius: int = 4) -> torch.Tensor:
-    """Per-pixel loss weights ``1 + extra`` within ``radius`` pixels of a colour edge, else 1.
-
-    (B, 3, H, W) -> (B, 1, H, W). Scene backgrounds are flat, so edges mark the objects (and the
-    seam of a two-tone background); dilating them covers the objects' interiors.
-    """
+def object_weights(images: torch.Tensor, extra: float) -> torch.Tensor:
+    """Per-pixel loss weights ``1 + extra`` near the objects (:func:`object_mask`), else 1:
+    ``(B, 3, H, W)`` -> ``(B, 1, H, W)``."""
     if extra == 0:
         return torch.ones_like(images[:, :1])
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().amax(1, keepdim=True)
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().amax(1, keepdim=True)
-    edges = F.pad(dx, (0, 1)) + F.pad(dy, (0, 0, 0, 1)) > 0.1
-    near = F.max_pool2d(edges.float(), 2 * radius + 1, stride=1, padding=radius)
-    return 1.0 + extra * near
+    return 1.0 + extra * object_mask(images)
 
 
 __all__ = [

@@ -25,17 +25,23 @@ model = dict(
     max_sequence_length=32,
     text_dropout=0.1,
     timestep_sampling="logit_normal",
-    shift=1.0,
+    # Noise levels warped like the sampler's grid (static shift 3.2): high noise, where layout and
+    # colours follow the caption, is drawn more. With shift 1 the caption was learnt ~2x slower
+    # (text loss gap at sigma 0.9 after 1000 iterations: 17 % here, 8 % there after 1500).
+    shift=3.0,
     guidance_scale=1.0,
+    object_weight=4.0,
 )
 train_dataloader = dict(
     batch_size=32,
     num_workers=0,
-    sampler=dict(type="InfiniteSampler", shuffle=False),
+    sampler=dict(type="InfiniteSampler", shuffle=True),
     collate_fn=dict(type="default_collate"),
-    dataset=dict(type="SceneDataset", split="train", seed=3),
+    # 32768 scenes encoded once by the stack's VAE (~4 min, cached under work_dirs/latent_cache/):
+    # the encoder would otherwise cost as much as the transformer every iteration.
+    dataset=dict(type="SceneLatentDataset", pretrained="checkpoints/tiny-flux", size=32768, seed=3),
 )
-_max_iters = 1200
+_max_iters = 4000
 train_cfg = dict(max_iters=_max_iters)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
@@ -43,6 +49,6 @@ param_scheduler = [
 ]
 custom_hooks = [
     dict(type="ArcFlowEMAHook", gamma=7.0, start_iter=50),
-    dict(type="ArcFlowCheckpointHook", interval=200, keep_last=1, keep_every=0),
+    dict(type="ArcFlowCheckpointHook", interval=500, keep_last=1, keep_every=0),
     dict(type="ThroughputHook"),
 ]

@@ -1,7 +1,8 @@
 # Stage B of the tiny FLUX teacher: guidance distillation, as FLUX.1-dev was made. The transformer
 # starts from stage A and learns, at embedded guidance g ~ U[1, 5], the frozen stage-A model's
 # classifier-free-guided velocity u_neg + g (u_pos - u_neg) on noised real latents. The result is
-# the shipped teacher (checkpoints/tiny-flux/transformer/), sampled at guidance 3.5.
+# the shipped teacher (checkpoints/tiny-flux/transformer/), sampled at guidance 3.5. It reuses
+# stage A's cached latents.
 _base_ = ["./teacher_tiny_flux.py"]
 
 _stage_a = dict(from_pretrained="checkpoints/tiny-flux-stage-a", subfolder="transformer")
@@ -13,10 +14,9 @@ model = dict(
     guidance_scale=None,
 )
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
-_max_iters = 200
+_max_iters = 600
 train_cfg = dict(max_iters=_max_iters)
 param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=20),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=20, end=_max_iters, eta_min_ratio=0.05),
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
 ]
-train_dataloader = dict(dataset=dict(seed=4))

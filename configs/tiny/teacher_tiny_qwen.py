@@ -24,15 +24,18 @@ model = dict(
     timestep_sampling="logit_normal",
     shift=1.0,
     guidance_scale=None,
+    object_weight=4.0,
 )
 train_dataloader = dict(
     batch_size=32,
     num_workers=0,
-    sampler=dict(type="InfiniteSampler", shuffle=False),
+    sampler=dict(type="InfiniteSampler", shuffle=True),
     collate_fn=dict(type="default_collate"),
-    dataset=dict(type="SceneDataset", split="train", seed=6),
+    # Pre-encoded by the stack's VAE once (cached under work_dirs/latent_cache/): the video VAE's
+    # encoder would otherwise cost more than the transformer every iteration.
+    dataset=dict(type="SceneLatentDataset", pretrained="checkpoints/tiny-qwen", size=32768, seed=6),
 )
-_max_iters = 600
+_max_iters = 4000
 train_cfg = dict(max_iters=_max_iters)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),

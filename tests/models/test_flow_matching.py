@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from mmengine.optim import OptimWrapper
+from torch.utils.data import default_collate
 
+from arcflow.data.scene_latents import SceneLatentDataset
 from arcflow.data.scenes import SceneDataset
 from arcflow.data.tiny_stack import (
     ASSEMBLERS,
@@ -116,3 +118,30 @@ def test_vae_trainer_lowers_reconstruction_loss(arch):
     before = loss()
     _steps(model, batch, steps=6, lr=2e-3)
     assert loss() < 0.8 * before
+
+
+@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
+def test_cached_scene_latents_give_the_image_loss(stacks, arch, tmp_path):
+    """Pre-encoded latents are the codec's encoding of the rendered scenes, the cache is reused,
+    and a teacher's loss on them equals its loss on the images (object weighting included)."""
+    dataset = SceneLatentDataset(stacks[arch], size=6, seed=0, cache_dir=str(tmp_path))
+    written = dataset.path.stat().st_mtime_ns
+    again = SceneLatentDataset(stacks[arch], size=6, seed=0, cache_dir=str(tmp_path))
+    assert again.path == dataset.path and dataset.path.stat().st_mtime_ns == written
+    assert len(list(tmp_path.iterdir())) == 1  # atomic write left no temporary file
+
+    model = FlowMatchingTrainer(
+        arch,
+        dict(from_config=transformer_config(arch)),
+        stacks[arch],
+        guidance_scale=1.0 if arch == "flux" else None,
+        object_weight=4.0,
+    )
+    images = _batch(6)
+    assert [dataset[i]["prompt"] for i in range(6)] == images["prompt"]
+    latents = torch.stack([dataset[i]["latents"] for i in range(6)])
+    torch.testing.assert_close(latents, model.encode(images["image"]), atol=1e-5, rtol=1e-5)
+    cached = default_collate([again[i] for i in range(6)])
+    assert cached["object_mask"].shape == (6, 1, *latents.shape[-2:])
+    assert 0 < cached["object_mask"].mean() < 0.5  # objects: a minority of each scene
+    assert _fixed_loss(model, cached) == pytest.approx(_fixed_loss(model, images), rel=1e-5)

@@ -1,0 +1,117 @@
+"""Training scenes encoded once by a stack's VAE, so that a teacher's iterations skip the encoder.
+
+A tiny teacher step spends about as long in the frozen VAE encoder as in the transformer it
+trains; the scenes are deterministic, so their latents can be computed once per VAE and reused by
+every epoch and every later run. The cache is one safetensors file named by the VAE's weights,
+the split, the seed and the number of scenes: a retrained VAE never reuses stale latents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from arcflow.data.prompt_cache import write_atomic
+from arcflow.data.scenes import image_to_tensor, render, sample_item
+
+
+def object_mask(images: torch.Tensor, radius: int = 4) -> torch.Tensor:
+    """1 within ``radius`` pixels of a colour edge, else 0: ``(B, 3, H, W)`` -> ``(B, 1, H, W)``.
+
+    Scene backgrounds are flat, so edges mark the objects (and the seam of a two-tone background);
+    dilating them covers the objects' interiors.
+    """
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().amax(1, keepdim=True)
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().amax(1, keepdim=True)
+    edges = F.pad(dx, (0, 1)) + F.pad(dy, (0, 0, 0, 1)) > 0.1
+    return F.max_pool2d(edges.float(), 2 * radius + 1, stride=1, padding=radius)
+
+
+def _vae_fingerprint(pretrained: str) -> str:
+    """A short hash of the stack's VAE weights and config."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(pretrained) / "vae").glob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+class SceneLatentDataset(Dataset):
+    """The first ``size`` training scenes of ``seed`` as normalised VAE latents.
+
+    Items: ``latents`` (C, h, w) float32 (what ``LatentCodec.encode`` gives for the image, the
+    posterior mean), ``object_mask`` (1, h, w), the fraction of each latent pixel's patch near an
+    object (:func:`object_mask` pooled), and ``prompt``.
+
+    Args:
+        pretrained: a diffusers folder whose ``vae/`` encodes the scenes.
+        size: number of scenes (index ``i`` is ``sample_item(split, seed, i)``).
+        seed, split: which scenes.
+        cache_dir: where the encoded file lives; built on first use (with a progress bar),
+            written atomically.
+        batch_size: scenes per VAE call while building.
+    """
+
+    def __init__(
+        self,
+        pretrained: str,
+        size: int = 32768,
+        seed: int = 0,
+        split: str = "train",
+        cache_dir: str = "work_dirs/latent_cache",
+        batch_size: int = 64,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        name = f"{Path(pretrained).name}-{_vae_fingerprint(pretrained)}-{split}-{seed}-{size}"
+        self.path = Path(cache_dir) / f"{name}.safetensors"
+        if not self.path.exists():
+            self._build(pretrained, size, seed, split, batch_size)
+        with safe_open(self.path, "pt") as handle:  # the prompts ride in the header metadata
+            self.prompts: list[str] = json.loads(handle.metadata()["prompts"])
+            self.latents = handle.get_tensor("latents")
+            self.mask = handle.get_tensor("object_mask")
+        if len(self.prompts) != len(self.latents) or len(self.latents) != size:
+            raise RuntimeError(f"{self.path} is inconsistent; delete it to rebuild the cache")
+
+    def _build(self, pretrained: str, size: int, seed: int, split: str, batch_size: int) -> None:
+        from arcflow.models.flow_matching import load_vae
+        from arcflow.models.vae import LatentCodec
+
+        codec = LatentCodec(load_vae(pretrained))
+        factor = codec.spatial_factor
+        latents, masks, prompts = [], [], []
+        for start in tqdm(range(0, size, batch_size), desc=f"encoding {size} scenes", unit="batch"):
+            items = [
+                sample_item(split, seed, i) for i in range(start, min(start + batch_size, size))
+            ]
+            images = torch.stack([image_to_tensor(render(scene)) for scene, _ in items])
+            with torch.no_grad():
+                latents.append(codec.encode(images, sample=False).float())
+            masks.append(F.avg_pool2d(object_mask(images), factor))
+            prompts.extend(prompt for _, prompt in items)
+        tensors = {"latents": torch.cat(latents), "object_mask": torch.cat(masks)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, save(tensors, metadata={"prompts": json.dumps(prompts)}))
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        return {
+            "latents": self.latents[index],
+            "object_mask": self.mask[index],
+            "prompt": self.prompts[index],
+        }
+
+
+__all__ = ["SceneLatentDataset", "object_mask"]
