@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 
+import torch.distributed as dist
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 from arcflow.engine.launch import prepare_config
+from arcflow.engine.runner import ArcFlowRunner
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,7 +36,12 @@ def main() -> None:
     cfg = prepare_config(
         args.config, args.work_dir, args.cfg_options, args.launcher, not args.no_resume, args.seed
     )
-    Runner.from_cfg(cfg).train()
+    ArcFlowRunner.from_cfg(cfg).train()
+    if dist.is_initialized():
+        # Shut the group down while Python is alive: left to interpreter exit, gloo's worker
+        # threads may still hold work whose tensors then abort the process (pytorch/pytorch#179291;
+        # one such SIGABRT was seen here in ~30 two-rank FSDP runs).
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""mmengine glue: optimiser, hooks (EMA, checkpoints, validation samples, throughput), wrappers."""
+"""mmengine glue: optimiser, hooks (EMA, checkpoints, validation samples, throughput), wrappers,
+the runner."""
 
 from arcflow.engine.checkpoint import ArcFlowCheckpointHook, latest_checkpoint, list_checkpoints
 from arcflow.engine.ema import ArcFlowEMAHook, ema_beta
 from arcflow.engine.monitor import ThroughputHook
 from arcflow.engine.optim import ArcFlowOptimWrapper, ArcFlowOptimWrapperConstructor
+from arcflow.engine.runner import ArcFlowRunner
 from arcflow.engine.validation import ValidationSamplesHook
 from arcflow.engine.wrappers import ArcFlowDDP, ArcFlowFSDP
 
@@ -14,6 +16,7 @@ __all__ = [
     "ArcFlowFSDP",
     "ArcFlowOptimWrapper",
     "ArcFlowOptimWrapperConstructor",
+    "ArcFlowRunner",
     "ThroughputHook",
     "ValidationSamplesHook",
     "ema_beta",

@@ -7,6 +7,11 @@ Layout of ``checkpoints/<run>/``::
     iter_000500/state.pt                optimiser, schedulers, iteration, RNG states
     latest                              name of the newest complete checkpoint
 
+Tensors are whole and named as in the unsharded model, the optimiser state included (keyed by
+parameter name): under FSDP every rank gathers them and rank 0 writes, and on resume each rank
+keeps its shard. So a checkpoint resumes in a single process, under DDP or under FSDP, whichever
+wrote it.
+
 A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is
 replaced atomically after that, so a crash mid-write never leaves a corrupt latest. ``state.pt``
 holds tensors and plain Python values only and loads with ``torch.load(weights_only=True)``.
@@ -29,8 +34,15 @@ import torch
 from mmengine.dist import barrier, is_main_process
 from mmengine.hooks import Hook
 from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 
 from arcflow.engine.ema import trainable_parameters
+from arcflow.engine.sharding import gather_to_main, shard_like
 from arcflow.registry import HOOKS
 
 _DIR = re.compile(r"^iter_(\d{6,})$")
@@ -116,8 +128,23 @@ def _resume_data_stream(runner, iteration: int) -> None:
     )
 
 
-def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+def _optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimiser state keyed by parameter name, whole CPU tensors, on the main rank (``{}`` on
+    the others); every rank must call it (under FSDP the shards are gathered)."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def _load_optimizer_state(runner, state: dict) -> None:
+    """Load a state of :func:`_optimizer_state` (each rank keeps its shard), or one keyed by
+    parameter index as written before optimiser states were keyed by name."""
+    groups = state["param_groups"]
+    if groups and groups[0]["params"] and isinstance(groups[0]["params"][0], int):
+        runner.optim_wrapper.load_state_dict(state)
+        return
+    model = getattr(runner.model, "module", runner.model)
+    options = StateDictOptions(full_state_dict=True)
+    set_optimizer_state_dict(model, runner.optim_wrapper.optimizer, state, options=options)
 
 
 @HOOKS.register_module()
@@ -165,20 +192,24 @@ class ArcFlowCheckpointHook(Hook):
             self.save(runner, done)
 
     def save(self, runner, done: int) -> Path:
-        """Write the checkpoint after ``done`` iterations (on rank 0) and prune old ones."""
+        """Write the checkpoint after ``done`` iterations and prune old ones. Every rank calls it
+        (under FSDP each takes part in gathering the tensors); rank 0 writes."""
         final = self.out_dir / f"iter_{done:06d}"
+        model = getattr(runner.model, "module", runner.model)
+        trainable = gather_to_main(trainable_parameters(model))
+        ema_hook = self._ema_hook(runner)
+        ema = ema_hook.state_dict() if ema_hook is not None else None
+        optimizer = _optimizer_state(model, runner.optim_wrapper.optimizer)
         if is_main_process():
             tmp = self.out_dir / f".tmp_iter_{done:06d}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            trainable = _contiguous(trainable_parameters(runner.model))
             save_file(trainable, str(tmp / "trainable.safetensors"))
-            ema_hook = self._ema_hook(runner)
-            if ema_hook is not None:
-                save_file(_contiguous(ema_hook.state_dict()), str(tmp / "ema.safetensors"))
+            if ema is not None:
+                save_file(ema, str(tmp / "ema.safetensors"))
             state = dict(
                 iteration=done,
-                optimizer=runner.optim_wrapper.state_dict(),
+                optimizer=optimizer,
                 schedulers=[s.state_dict() for s in runner.param_schedulers or []],
                 rng=_rng_state(),
             )
@@ -201,12 +232,6 @@ class ArcFlowCheckpointHook(Hook):
 
     # ------------------------------------------------------------------ resume
     def before_train(self, runner) -> None:
-        if type(runner.model).__name__ == "ArcFlowFSDP":
-            # Under FSDP each rank holds shards of the trainable tensors; saving them needs a
-            # gather this hook does not do yet. Failing now beats a silently partial checkpoint.
-            raise NotImplementedError(
-                "ArcFlowCheckpointHook cannot save FSDP-sharded models yet: train with DDP"
-            )
         if not self.resume:
             return
         path = latest_checkpoint(self.out_dir)
@@ -234,12 +259,12 @@ class ArcFlowCheckpointHook(Hook):
                         f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, the "
                         f"model has {tuple(param.shape)}"
                     )
-                param.copy_(saved[name])
+                param.copy_(shard_like(saved[name], param))
         ema_hook = self._ema_hook(runner)
         if ema_hook is not None and (path / "ema.safetensors").is_file():
-            ema_hook.load_state_dict(load_file(str(path / "ema.safetensors")))
+            ema_hook.load_state_dict(load_file(str(path / "ema.safetensors")), params)
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-        runner.optim_wrapper.load_state_dict(state["optimizer"])
+        _load_optimizer_state(runner, state["optimizer"])
         for scheduler, sched_state in zip(runner.param_schedulers or [], state["schedulers"]):
             scheduler.load_state_dict(sched_state)
         # Before the RNG is restored: a new data iterator draws its base seed from torch's RNG.

@@ -6,6 +6,7 @@ import torch
 from mmengine.hooks import Hook
 from torch import nn
 
+from arcflow.engine.sharding import gather_to_main, shard_like
 from arcflow.registry import HOOKS
 
 
@@ -25,6 +26,9 @@ def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 @HOOKS.register_module()
 class ArcFlowEMAHook(Hook):
     """Keeps a float32 EMA of the trainable tensors only (never of the frozen base).
+
+    Under FSDP each EMA tensor is sharded as its parameter (a ``DTensor``: the update is local to
+    each rank's shard); ``state_dict`` gathers whole tensors for checkpoints.
 
     Args:
         gamma: exponent of the schedule ``beta = (1 - 1/t)^(gamma + 1)``.
@@ -53,7 +57,12 @@ class ArcFlowEMAHook(Hook):
         runner.message_hub.update_scalar("train/ema_beta", beta)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.ema
+        """Whole float32 CPU tensors on the main rank, ``{}`` on the others; under FSDP every rank
+        must call it (the shards are gathered)."""
+        return gather_to_main(self.ema)
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.ema = {k: v.float().clone() for k, v in state.items()}
+    def load_state_dict(
+        self, state: dict[str, torch.Tensor], params: dict[str, torch.Tensor]
+    ) -> None:
+        """Load whole tensors (the same on every rank), each laid out as ``params[name]``."""
+        self.ema = {name: shard_like(v.float(), params[name]) for name, v in state.items()}

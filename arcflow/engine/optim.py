@@ -20,7 +20,9 @@ class ArcFlowOptimWrapper(OptimWrapper):
 
     Before ``clip_grad_from_iter`` the norm is measured (and logged) but not clipped. A step
     whose norm is inf or NaN is dropped and the gradients are cleared, so one bad batch cannot
-    poison the weights; ``train/skipped_steps`` counts them.
+    poison the weights; ``train/skipped_steps`` counts them. Under FSDP the gradients are shards
+    (``DTensor``) and ``clip_grad_norm_`` reduces their norms over the ranks: the norm, the clip
+    and the skip are global, the same on every rank.
 
     Args:
         clip_grad: ``dict(max_norm=...)`` as for ``OptimWrapper``; only norm clipping is offered.

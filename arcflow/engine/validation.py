@@ -37,7 +37,8 @@ class ValidationSamplesHook(Hook):
     """Every ``interval`` iterations (and before training), sample a fixed grid and log it.
 
     Rows are seeds, columns prompts; the noise comes from :func:`make_noise` with one generator
-    per (seed, prompt), so the grid equals what the pipelines draw for the same seeds.
+    per (seed, prompt), so the grid equals what the pipelines draw for the same seeds. Every rank
+    draws the grid (under FSDP each forward gathers weights from all ranks); rank 0 logs it.
 
     Args:
         interval: iterations between grids.
@@ -149,10 +150,11 @@ class ValidationSamplesHook(Hook):
         return torch.cat(images)
 
     def _log(self, runner, step: int) -> None:
-        if not is_main_process():
-            return
-        grid = image_grid(self.samples(runner), rows=len(self.seeds))
-        runner.visualizer.add_image("val/samples", grid, step=step)
+        images = self.samples(runner)
+        if is_main_process():
+            runner.visualizer.add_image(
+                "val/samples", image_grid(images, rows=len(self.seeds)), step=step
+            )
 
     def before_train(self, runner) -> None:
         self._log(runner, runner.iter)

@@ -191,9 +191,9 @@ class ArcFlowDistiller(BaseModel):
         """One iteration: a backward pass per student segment, then one optimiser step.
 
         Each segment starts from the detached end of the previous one, so its backward may run at
-        once and memory holds a single segment's graph; the gradient is the same. Under DDP,
-        ``wrapper`` routes each segment's forward through the wrapper and all but the last backward
-        run under ``no_sync``, so gradients are reduced once per iteration.
+        once and memory holds a single segment's graph; the gradient is the same. Under DDP or
+        FSDP, ``wrapper`` routes each segment's forward through the wrapper and all but the last
+        backward run under its ``no_sync()``, so gradients are reduced once per iteration.
         """
         forward = wrapper if wrapper is not None else self
         data = self.data_preprocessor(data, training=True)

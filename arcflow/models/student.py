@@ -124,7 +124,6 @@ class ArcFlowStudent(nn.Module):
         # a 12 B model each time (as the model-wide peft toggle does) costs as much as a forward
         # of a tiny one.
         self._lora_modules = list(self.lora_layers().values())
-        self._lora_params = [p for n, p in self._trainable_parameters() if ".lora_" in n]
 
     # ------------------------------------------------------------------ structure
     @property
@@ -235,7 +234,13 @@ class ArcFlowStudent(nn.Module):
         if not head.student_mode:
             yield
             return
-        lora_flags = [(param, param.requires_grad) for param in self._lora_params]
+        # Parameters are looked up at each call, not cached: FSDP replaces them with its shards.
+        lora_flags = [
+            (param, param.requires_grad)
+            for layer in self._lora_modules
+            for adapters in (layer.lora_A, layer.lora_B)
+            for param in adapters[LORA_ADAPTER_NAME].parameters()
+        ]
         head.student_mode = modulation.student_mode = False
         for layer in self._lora_modules:
             layer.enable_adapters(False)

@@ -1,9 +1,11 @@
 """Every config loads, names only known keys, and the released ones build on the meta device."""
 
+import inspect
 from pathlib import Path
 
 import pytest
 
+from arcflow.engine import ArcFlowFSDP
 from arcflow.engine.launch import prepare_config
 from arcflow.models.builder import build_student_from_cfg, count_parameters
 from arcflow.models.distiller import ArcFlowDistiller
@@ -48,7 +50,12 @@ def test_released_configs_build_on_meta(config, arch, trainable_b, base_b, tmp_p
     assert optim.clip_grad == {"max_norm": 50.0} and optim.clip_grad_from_iter == 100
 
 
-def test_fsdp_variant_replaces_the_ddp_wrapper(tmp_path):
-    cfg = prepare_config(str(ROOT / "configs/flux/arcflow_flux_fsdp.py"), work_dir=str(tmp_path))
-    assert cfg.model_wrapper_cfg["type"] == "ArcFlowFSDP"
-    assert "find_unused_parameters" not in cfg.model_wrapper_cfg
+@pytest.mark.parametrize(
+    "config", ["configs/flux/arcflow_flux_fsdp.py", "configs/qwen/arcflow_qwen_fsdp.py"]
+)
+def test_fsdp_variant_replaces_the_ddp_wrapper(config, tmp_path):
+    cfg = prepare_config(str(ROOT / config), work_dir=str(tmp_path))
+    wrapper = dict(cfg.model_wrapper_cfg)
+    assert wrapper.pop("type") == "ArcFlowFSDP"
+    # Every other key is an argument of the wrapper: a typo fails here, not at launch.
+    inspect.signature(ArcFlowFSDP).bind(module=None, **wrapper)

@@ -1,6 +1,9 @@
-"""Optimiser wrapper (late clipping, non-finite skip, lr multipliers) and the EMA schedule."""
+"""Optimiser wrapper (late clipping, non-finite skip, lr multipliers), its checkpointed state and
+the EMA schedule."""
 
+import copy
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,6 +11,7 @@ from mmengine.logging import MessageHub
 from torch import nn
 
 from arcflow.engine import ArcFlowOptimWrapperConstructor, ema_beta
+from arcflow.engine.checkpoint import _load_optimizer_state, _optimizer_state
 
 
 class Net(nn.Module):
@@ -81,6 +85,29 @@ def test_non_finite_norm_skips_the_step():
     net.body.weight.grad = torch.ones(3, 3)
     wrapper.step()
     assert not torch.equal(net.body.weight, weight)
+
+
+def test_optimizer_state_is_keyed_by_name_and_index_keyed_states_still_load():
+    net, wrapper = build()
+    set_iter(0)
+    for param in net.parameters():
+        if param.requires_grad:
+            param.grad = torch.ones_like(param)
+    wrapper.step()
+    saved = _optimizer_state(net, wrapper.optimizer)
+    assert [g["params"] for g in saved["param_groups"]] == [
+        ["body.weight", "body.bias"],
+        ["log_rates.weight", "log_rates.bias"],
+    ]
+    # by name, and by index as checkpoints written before held it
+    for state in (saved, wrapper.optimizer.state_dict()):
+        fresh_net, fresh = build()
+        fresh_net.load_state_dict(net.state_dict())
+        runner = SimpleNamespace(model=fresh_net, optim_wrapper=fresh)
+        _load_optimizer_state(runner, copy.deepcopy(state))
+        torch.testing.assert_close(
+            fresh.optimizer.state_dict()["state"], wrapper.optimizer.state_dict()["state"]
+        )
 
 
 def test_ema_beta_schedule():
