@@ -10,7 +10,8 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
 2. text side: tokenizers, frozen tiny text encoders and scheduler -> checkpoints/tiny-<arch>/;
 3. VAE: ``configs/tiny/vae_tiny_<arch>.py``; its EMA + measured latent scale -> <stack>/vae/;
    then ``vae_tiny_<arch>_decoder.py`` refines the decoder alone (the latents stay fixed);
-4. teacher: FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text dropout) then
+4. teacher: FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text dropout, high noise),
+   ``teacher_tiny_flux_detail.py`` (stage A2, the same at mid/low noise) then
    ``teacher_tiny_flux_guidance.py`` (stage B, guidance distillation); Qwen
    ``teacher_tiny_qwen.py``; the EMA -> <stack>/transformer/;
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
@@ -155,13 +156,17 @@ def build_stack(builder: Builder, arch: str) -> None:
     builder.stage(f"{name}: VAE decoder", None, lambda: builder.train(f"vae_tiny_{name}_decoder"))
     builder.stage(f"{name}: VAE decoder export", None, lambda: export_decoder(arch, stack))
     if arch == "flux":
-        stage_a = CHECKPOINTS / "tiny-flux-stage-a"
-        builder.stage("flux: teacher stage A", None, lambda: builder.train("teacher_tiny_flux"))
-        builder.stage(
-            "flux: teacher stage A export",
-            stage_a,
-            lambda: export_transformer(arch, "teacher_tiny_flux", stage_a),
-        )
+        # Conditional stages, each exported for the next one to start from.
+        for stage, run, out in (
+            ("A", "teacher_tiny_flux", "tiny-flux-stage-a"),
+            ("A2", "teacher_tiny_flux_detail", "tiny-flux-stage-a2"),
+        ):
+            builder.stage(f"flux: teacher stage {stage}", None, lambda r=run: builder.train(r))
+            builder.stage(
+                f"flux: teacher stage {stage} export",
+                CHECKPOINTS / out,
+                lambda r=run, o=out: export_transformer(arch, r, CHECKPOINTS / o),
+            )
         teacher_run = "teacher_tiny_flux_guidance"
     else:
         teacher_run = "teacher_tiny_qwen"

@@ -1,11 +1,11 @@
 # Stage B of the tiny FLUX teacher: guidance distillation, as FLUX.1-dev was made. The transformer
-# starts from stage A and learns, at embedded guidance g ~ U[1, 5], the frozen stage-A model's
+# starts from stage A2 and learns, at embedded guidance g ~ U[1, 5], the frozen stage-A2 model's
 # classifier-free-guided velocity u_neg + g (u_pos - u_neg) on noised real latents. The result is
 # the shipped teacher (checkpoints/tiny-flux/transformer/), sampled at guidance 3.5. It reuses
 # stage A's cached latents.
 _base_ = ["./teacher_tiny_flux.py"]
 
-_stage_a = dict(from_pretrained="checkpoints/tiny-flux-stage-a", subfolder="transformer")
+_stage_a = dict(from_pretrained="checkpoints/tiny-flux-stage-a2", subfolder="transformer")
 model = dict(
     transformer=_stage_a,
     cfg_teacher=dict(transformer=_stage_a, guidance_scale=1.0),

@@ -1,0 +1,17 @@
+# Stage A2 of the tiny FLUX teacher: stage A continued at the plain logit-normal noise levels
+# (shift 1). Stage A's shift 3 draws mostly high noise, where the caption decides colour and place;
+# the objects' shapes form at mid and low noise, which shift 1 draws more. Starts from stage A's
+# export (checkpoints/tiny-flux-stage-a/); exported to checkpoints/tiny-flux-stage-a2/ for stage B.
+_base_ = ["./teacher_tiny_flux.py"]
+
+model = dict(
+    transformer=dict(from_pretrained="checkpoints/tiny-flux-stage-a", subfolder="transformer"),
+    shift=1.0,
+)
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
+_max_iters = 2000
+train_cfg = dict(max_iters=_max_iters)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
+]
