@@ -22,7 +22,7 @@ model = dict(
     max_sequence_length=64,
     text_dropout=0.1,
     timestep_sampling="logit_normal",
-    shift=3.0,  # as the FLUX teacher: the sampler's grid (shift 3.2) spends most steps at high noise
+    shift=3.0,  # as the FLUX teacher: the sampler grid (shift 3.2) dwells at high noise
     guidance_scale=None,
     object_weight=4.0,
 )
