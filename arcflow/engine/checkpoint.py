@@ -143,8 +143,17 @@ def _load_optimizer_state(runner, state: dict) -> None:
         runner.optim_wrapper.load_state_dict(state)
         return
     model = getattr(runner.model, "module", runner.model)
-    options = StateDictOptions(full_state_dict=True)
-    set_optimizer_state_dict(model, runner.optim_wrapper.optimizer, state, options=options)
+    # Not strict: a trainable tensor that never had a gradient (a layer the forward skips, such as
+    # the temporal convolutions of a video VAE on single frames) has no optimiser state to save.
+    # Which tensors are trainable is checked against trainable.safetensors before this.
+    optimizer = runner.optim_wrapper.optimizer
+    options = StateDictOptions(full_state_dict=True, strict=False)
+    set_optimizer_state_dict(model, optimizer, state, options=options)
+    # Loading initialises every state with a zero-gradient step; stateless tensors must stay
+    # stateless, or their first real step would be bias-corrected as a second one.
+    for name, param in model.named_parameters():
+        if name not in state["state"]:
+            optimizer.state.pop(param, None)
 
 
 @HOOKS.register_module()

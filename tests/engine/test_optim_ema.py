@@ -110,6 +110,23 @@ def test_optimizer_state_is_keyed_by_name_and_index_keyed_states_still_load():
         )
 
 
+def test_optimizer_state_of_a_tensor_without_gradients_resumes():
+    """A trainable tensor the forward never used has no optimiser state; resuming still works
+    and keeps it stateless, as in an uninterrupted run."""
+    net, wrapper = build()
+    set_iter(0)
+    net.body.weight.grad = torch.ones_like(net.body.weight)  # the others get no gradient
+    wrapper.step()
+    saved = _optimizer_state(net, wrapper.optimizer)
+    assert list(saved["state"]) == ["body.weight"]
+    fresh_net, fresh = build()
+    _load_optimizer_state(SimpleNamespace(model=fresh_net, optim_wrapper=fresh), saved)
+    torch.testing.assert_close(
+        fresh.optimizer.state_dict()["state"], wrapper.optimizer.state_dict()["state"]
+    )
+    assert len(fresh.optimizer.state) == 1
+
+
 def test_ema_beta_schedule():
     assert ema_beta(1, 100, 7.0) == 0.0
     assert ema_beta(100, 100, 7.0) == 0.0
