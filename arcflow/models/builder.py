@@ -13,14 +13,16 @@
         num_components=16, lora_rank=256, ...,         # ArcFlowStudent keyword arguments
     )
 
-On the meta device the architecture comes from ``from_config`` and nothing is loaded (parameter
-counts, shape checks). Elsewhere ``from_pretrained`` loads the weights (checked against
+On the meta device the architecture comes from ``from_config`` (without it, from
+``from_pretrained``'s config.json) and no weight is loaded (parameter counts, shape checks,
+exports). Elsewhere ``from_pretrained`` loads the weights (checked against
 ``from_config`` when both are given); without it the base is randomly initialised (tiny models).
 A misspelt key is a TypeError.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -38,6 +40,14 @@ class ParamCounts(NamedTuple):
     total: int
 
 
+def _pretrained_config(arch: str, pretrained: str, subfolder: str | None) -> dict[str, Any]:
+    """Constructor arguments of the transformer saved at ``pretrained`` (its config.json)."""
+    cls = get_arch(arch).transformer_cls
+    config = cls.load_config(pretrained, subfolder=subfolder)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return {key: value for key, value in config.items() if key in accepted}
+
+
 def build_base_from_cfg(
     arch: str,
     device: torch.device | str = "meta",
@@ -50,10 +60,14 @@ def build_base_from_cfg(
     """The base transformer of a ``transformer=dict(...)`` config entry (see the module doc)."""
     if isinstance(from_config, Mapping):
         from_config = dict(from_config)
+    if str(device) == "meta" and from_config is None and from_pretrained is not None:
+        # The architecture from the model's config.json alone; no weights are read.
+        from_config = _pretrained_config(arch, from_pretrained, subfolder)
     if str(device) == "meta" or from_pretrained is None:
         if from_config is None:
             raise ValueError(
-                f"building on {device} needs transformer.from_config ('full' or constructor args)"
+                f"building on {device} needs transformer.from_config ('full' or constructor "
+                "args) or transformer.from_pretrained"
             )
         return build_transformer(arch, from_config, device=device, torch_dtype=torch_dtype)
     transformer = load_base_transformer(from_pretrained, arch, torch_dtype, subfolder)

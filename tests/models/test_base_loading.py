@@ -75,6 +75,11 @@ def test_student_from_config_dict(tiny, tmp_path):
     pretrained = dict(from_pretrained=str(tmp_path / "flux"), subfolder=None)
     loaded = build_student_from_cfg({**cfg, "transformer": pretrained}, device="cpu")
     assert loaded.latent_channels == 4
+    # On meta, a from_pretrained-only entry takes the architecture from config.json, reads no weight
+    on_meta = build_student_from_cfg({**cfg, "transformer": pretrained}, device="meta")
+    shapes = {name: p.shape for name, p in loaded.named_parameters()}
+    assert {name: p.shape for name, p in on_meta.named_parameters()} == shapes
+    assert all(p.is_meta for p in on_meta.parameters())
     mismatch = dict(pretrained, from_config={**tiny.configs["flux"], "num_layers": 2})
     with pytest.raises(ValueError, match="num_layers=1, the config expects 2"):
         build_student_from_cfg({**cfg, "transformer": mismatch}, device="cpu")
