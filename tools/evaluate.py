@@ -20,7 +20,6 @@ Writes results.json, results.md and grid.png.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import sys
 from pathlib import Path
@@ -31,18 +30,6 @@ from arcflow.pipelines import cli
 DEFAULT_SAMPLERS = "teacher50,teacher2,linear2,arcflow1,arcflow2,arcflow4"
 SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
 TINY_EVALUATOR = "checkpoints/tiny-evaluator"
-
-
-def fingerprint(folder: Path) -> str | None:
-    """First 12 hex digits of the SHA-256 of a local folder's safetensors files (None for a Hub
-    id or a folder without them)."""
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from arcflow.evaluation import features, harness, report
     from arcflow.evaluation.attributes import AttributeEvaluator
     from arcflow.models.adapter_format import load_arcflow_adapter
-    from arcflow.models.loading import load_base_transformer
+    from arcflow.models.loading import folder_fingerprint, load_base_transformer
     from arcflow.models.student import resolve_dtype
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -224,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Which weights made these numbers: the tiny world's checkpoints are rebuilt now and then.
     sources = {"transformer": Path(model) / "transformer", "adapter": adapter, **folders}
-    result.settings["weights_sha256"] = {k: fingerprint(Path(v)) for k, v in sources.items()}
+    result.settings["weights_sha256"] = {k: folder_fingerprint(v) for k, v in sources.items()}
     paths = report.write_report(result, args.out)
     print(report.markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -8,7 +8,6 @@ the split, the seed and the number of scenes: a retrained VAE never reuses stale
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -33,16 +32,6 @@ def object_mask(images: torch.Tensor, radius: int = 4) -> torch.Tensor:
     dy = (images[..., 1:, :] - images[..., :-1, :]).abs().amax(1, keepdim=True)
     edges = F.pad(dx, (0, 1)) + F.pad(dy, (0, 0, 0, 1)) > 0.1
     return F.max_pool2d(edges.float(), 2 * radius + 1, stride=1, padding=radius)
-
-
-def _vae_fingerprint(pretrained: str) -> str:
-    """A short hash of the stack's VAE weights and config."""
-    digest = hashlib.sha256()
-    for path in sorted((Path(pretrained) / "vae").glob("*")):
-        if path.is_file():
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 class SceneLatentDataset(Dataset):
@@ -72,7 +61,13 @@ class SceneLatentDataset(Dataset):
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
-        name = f"{Path(pretrained).name}-{_vae_fingerprint(pretrained)}-{split}-{seed}-{size}"
+        from arcflow.models.loading import folder_fingerprint
+
+        # The weights and config.json (its latent scale) of the VAE define the latents.
+        vae = folder_fingerprint(Path(pretrained) / "vae", ("*.safetensors", "*.json"))
+        if vae is None:
+            raise FileNotFoundError(f"{pretrained}/vae/ holds no VAE to encode the scenes with")
+        name = f"{Path(pretrained).name}-{vae}-{split}-{seed}-{size}"
         self.path = Path(cache_dir) / f"{name}.safetensors"
         if not self.path.exists():
             self._build(pretrained, size, seed, split, batch_size)

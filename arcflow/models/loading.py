@@ -7,6 +7,7 @@ parameters or check shapes. Tiny architectures for tests come from a dict of con
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,20 @@ def build_transformer(
         # nn.Module.to: ModelMixin.to warns about float32-kept modules, which these classes lack.
         nn.Module.to(transformer, dtype=dtype)
     return transformer.eval()
+
+
+def folder_fingerprint(
+    folder: str | Path, patterns: tuple[str, ...] = ("*.safetensors",)
+) -> str | None:
+    """First 12 hex digits of the SHA-256 of a local folder's files matching ``patterns`` (in name
+    order): which weights made a result or a cache. None for a Hub id or a folder without them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = {path for pattern in patterns for path in folder.glob(pattern) if path.is_file()}
+    if not found:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(found):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
