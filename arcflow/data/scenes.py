@@ -411,15 +411,24 @@ DEFAULT_LENGTH = 1 << 20  # an "epoch"; any non-negative index is valid whatever
 
 
 def sample_item(
-    split: str, seed: int, index: int, num_objects: int | None = None
+    split: str,
+    seed: int,
+    index: int,
+    num_objects: int | None = None,
+    edit: Callable[[Scene], Scene] | None = None,
 ) -> tuple[Scene, str]:
-    """The (scene, caption) at ``index`` of a split: a pure function of its arguments."""
+    """The (scene, caption) at ``index`` of a split: a pure function of its arguments.
+
+    ``edit``: caption ``edit(scene)`` instead, with the same template and wording draws, so that
+    the caption differs from the true one only where the edit changed the scene (counterfactual
+    captions: :mod:`arcflow.evaluation.caption_probe`). The returned scene is the true one.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     sample = sample_scene if split == "train" else sample_heldout_scene
     scene = sample(rng, num_objects)
-    return scene, caption(scene, rng)
+    return scene, caption(scene if edit is None else edit(scene), rng)
 
 
 def heldout_prompts(

@@ -205,6 +205,16 @@ class FlowMatchingTrainer(_LossModel):
         """(B, 3, H, W) in [-1, 1] -> normalised latents (B, C, H/f, W/f), float32."""
         return self.codec.encode(images, sample=self.sample_posterior).float()
 
+    @torch.no_grad()
+    def conditioning(self, prompts: list[str]) -> Cond:
+        """The transformer's conditioning of ``prompts`` (``""`` is the empty prompt)."""
+        return _positive(self.prompt_encoder(list(prompts)))
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
+        """The trained transformer's velocity ``(B, C, h, w)`` at ``x`` (B, C, h, w) and noise
+        level ``sigma`` (B,), at the trainer's embedded guidance (stage A: 1.0)."""
+        return self._velocity(self.transformer, x, sigma, cond, self.guidance_scale)
+
     # ------------------------------------------------------------------ the loss
     def _velocity(
         self, model: nn.Module, x: torch.Tensor, sigma: torch.Tensor, cond: Cond, g: float | None
