@@ -106,13 +106,22 @@ def export_decoder(arch: str, stack: Path) -> None:
     ASSEMBLERS[arch](stack, vae=load_trained(load_vae(str(stack)), run, "vae", partial=True))
 
 
-def export_transformer(arch: str, run: str, out: Path) -> None:
-    """The EMA transformer of training run ``run`` -> ``out/transformer/`` (a stack or not)."""
+def export_transformer(arch: str, run: str, out: Path, shipped: bool = False) -> None:
+    """The EMA transformer of training run ``run`` -> ``out/transformer/`` (a stack or not).
+
+    ``shipped``: stored in float16, which keeps all shipped weights under 40 MB; diffusers and
+    the project load it as float32 (the velocity changes by ~3e-4 relative). Intermediate stages
+    stay float32, as the next stage trains from them.
+    """
+    import torch
+
     from arcflow.data.tiny_stack import load_trained, transformer_config
     from arcflow.models.loading import build_transformer
 
     transformer = build_transformer(arch, transformer_config(arch), device="cpu")
     load_trained(transformer, CHECKPOINTS / run, "transformer")
+    if shipped:
+        transformer = transformer.to(torch.float16)
     transformer.save_pretrained(out / "transformer", safe_serialization=True)
 
 
@@ -174,7 +183,7 @@ def build_stack(builder: Builder, arch: str) -> None:
     builder.stage(
         f"{name}: teacher export",
         stack / "transformer",
-        lambda: export_transformer(arch, teacher_run, stack),
+        lambda: export_transformer(arch, teacher_run, stack, shipped=True),
     )
     for config, out in ((f"arcflow_tiny_{name}", adapter), (f"linear_tiny_{name}", linear)):
         builder.stage(f"{name}: {config}", None, lambda c=config: builder.train(c))

@@ -88,7 +88,7 @@ FLUX_TRANSFORMER: dict[str, Any] = dict(
     num_layers=2,
     num_single_layers=2,
     attention_head_dim=32,
-    num_attention_heads=3,
+    num_attention_heads=6,
     joint_attention_dim=FLUX_TEXT_DIM,
     pooled_projection_dim=FLUX_POOLED_DIM,
     guidance_embeds=True,  # FLUX.1-dev is guidance-distilled; so is the tiny teacher
@@ -100,7 +100,7 @@ QWEN_TRANSFORMER: dict[str, Any] = dict(
     out_channels=LATENT_CHANNELS,
     num_layers=4,
     attention_head_dim=32,
-    num_attention_heads=3,
+    num_attention_heads=6,
     joint_attention_dim=QWEN_TEXT_DIM,
     axes_dims_rope=(8, 12, 12),
 )

@@ -48,7 +48,8 @@ def load_base_transformer(
         model: a Hub id (``"black-forest-labs/FLUX.1-dev"``, ``"Qwen/Qwen-Image"``) or a local
             folder: a pipeline folder with ``<subfolder>/config.json`` or the transformer folder.
         arch: ``"flux"`` or ``"qwen_image"``.
-        torch_dtype: e.g. ``torch.bfloat16`` or ``"bfloat16"``; None keeps the stored dtype.
+        torch_dtype: e.g. ``torch.bfloat16`` or ``"bfloat16"``; None is diffusers' default,
+            float32 (weights stored in half precision are upcast).
         subfolder: the transformer's folder inside a pipeline folder or repository.
     """
     adapter = get_arch(arch)

@@ -10,7 +10,7 @@ _transformer = dict(
     out_channels=16,
     num_layers=4,
     attention_head_dim=32,
-    num_attention_heads=3,
+    num_attention_heads=6,
     joint_attention_dim=64,
     axes_dims_rope=(8, 12, 12),
 )

@@ -70,6 +70,29 @@ def test_shipped_stack_generates(arch):
     assert images.std() > 0.05  # a scene, not a flat field
 
 
+SHIPPED_FOLDERS = ("tiny-evaluator", "tiny-flux", "tiny-flux-arcflow", "tiny-flux-linear")
+SHIPPED_FOLDERS += ("tiny-qwen", "tiny-qwen-arcflow", "tiny-qwen-linear")
+
+
+def test_shipped_weights_stay_under_40_mb():
+    files = [f for name in SHIPPED_FOLDERS for f in (ROOT / "checkpoints" / name).rglob("*")]
+    assert sum(f.stat().st_size for f in files if f.is_file()) < 40 * 2**20
+
+
+@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
+def test_shipped_teacher_is_stored_in_half_and_loads_as_float32(arch):
+    """float16 on disk keeps the shipped weights small; every loader computes in float32."""
+    from safetensors import safe_open
+
+    from arcflow.models.loading import load_base_transformer
+
+    weights = SHIPPED[arch] / "transformer" / "diffusion_pytorch_model.safetensors"
+    with safe_open(weights, "pt") as handle:
+        assert {handle.get_slice(key).get_dtype() for key in handle.keys()} == {"F16"}
+    transformer = load_base_transformer(SHIPPED[arch], arch)
+    assert {p.dtype for p in transformer.parameters()} == {torch.float32}
+
+
 @pytest.mark.parametrize("arch", ["flux", "qwen_image"])
 def test_short_distillation_on_shipped_teacher_lowers_loss(arch):
     """The tiny config's distiller, on the shipped teacher, fits one fixed rollout."""
