@@ -151,8 +151,9 @@ class LinearAsTeacher:
 
 
 def test_a_sampler_equal_to_the_teacher_agrees_perfectly(flux_pipe):
-    """PSNR at the cap and ~0 latent MSE for the same path; one seed gives no diversity, no
-    evaluator no caption match, no real images no reference rows."""
+    """~0 latent MSE and near-cap PSNR for the same path (Euler steps and closed-form moves round
+    differently, which can flip a few 8-bit pixels); one seed gives no diversity, no evaluator no
+    caption match, no real images no reference rows."""
     pipe, linear = flux_pipe
     stack = harness.stack_from_pipeline(pipe, {"linear": linear}, 64, 64, max_sequence_length=32)
     stack.teacher = LinearAsTeacher(linear)
@@ -160,8 +161,8 @@ def test_a_sampler_equal_to_the_teacher_agrees_perfectly(flux_pipe):
         stack, harness.parse_samplers("teacher2,linear2,arcflow2"), ["a red circle"] * 2, seeds=1
     )
     same, other = result.samplers[1], result.samplers[2]
-    assert same.psnr_vs_teacher_db == PSNR_CAP_DB and same.latent_mse_vs_teacher < 1e-10
-    assert other.psnr_vs_teacher_db < PSNR_CAP_DB and other.latent_mse_vs_teacher > 1e-6
+    assert same.latent_mse_vs_teacher < 1e-10 and 80.0 < same.psnr_vs_teacher_db <= PSNR_CAP_DB
+    assert other.psnr_vs_teacher_db < 60.0 and other.latent_mse_vs_teacher > 1e-6
     assert same.diversity == {} and same.caption_match is None and result.references == {}
     assert same.fid_vs_teacher == {}  # no feature space given
 
