@@ -16,16 +16,17 @@ import argparse
 import json
 from pathlib import Path
 
-STACKS = {"flux": "checkpoints/tiny-flux", "qwen_image": "checkpoints/tiny-qwen"}
-# The prompt lengths the tiny teachers were trained with (configs/tiny/teacher_tiny_*.py).
-SEQUENCE_LENGTHS = {"flux": 32, "qwen_image": 64}
+from arcflow.pipelines import cli
+
+# The tiny presets of inference_{flux,qwen}.py: stack folders and prompt lengths.
+SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arch", choices=sorted(STACKS), default="flux")
+    parser.add_argument("--arch", choices=sorted(SPECS), default="flux")
     parser.add_argument("--model", help="stack folder: text side and VAE (default: the tiny one)")
     parser.add_argument(
         "--transformer", help="folder whose transformer/ is probed (default: the stack's)"
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     sigmas = parse_sigmas(args.sigmas, parser)
-    model = args.model or STACKS[args.arch]
+    model = args.model or SPECS[args.arch].tiny_model
     transformer = args.transformer or model
     for folder, what in ((model, "vae"), (transformer, "transformer")):
         if not (Path(folder) / what / "config.json").exists():
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         args.arch,
         transformer=dict(from_pretrained=transformer, subfolder="transformer"),
         pretrained=model,
-        max_sequence_length=SEQUENCE_LENGTHS[args.arch],
+        max_sequence_length=SPECS[args.arch].tiny_max_sequence_length,
         guidance_scale=guidance,
     )
     results = probe_captions(trainer, args.scenes, sigmas, args.seed, args.num_objects)

@@ -34,6 +34,12 @@ def object_mask(images: torch.Tensor, radius: int = 4) -> torch.Tensor:
     return F.max_pool2d(edges.float(), 2 * radius + 1, stride=1, padding=radius)
 
 
+def latent_object_mask(images: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+    """The share of each latent pixel's patch near an object: :func:`object_mask` averaged over
+    the patches, ``(B, 3, H, W)`` -> ``(B, 1, h, w)``."""
+    return F.adaptive_avg_pool2d(object_mask(images), latent_size)
+
+
 class SceneLatentDataset(Dataset):
     """The first ``size`` training scenes of ``seed`` as normalised VAE latents.
 
@@ -83,7 +89,6 @@ class SceneLatentDataset(Dataset):
         from arcflow.models.vae import LatentCodec
 
         codec = LatentCodec(load_vae(pretrained))
-        factor = codec.spatial_factor
         latents, masks, prompts = [], [], []
         for start in tqdm(range(0, size, batch_size), desc=f"encoding {size} scenes", unit="batch"):
             items = [
@@ -92,7 +97,7 @@ class SceneLatentDataset(Dataset):
             images = torch.stack([image_to_tensor(render(scene)) for scene, _ in items])
             with torch.no_grad():
                 latents.append(codec.encode(images, sample=False).float())
-            masks.append(F.avg_pool2d(object_mask(images), factor))
+            masks.append(latent_object_mask(images, latents[-1].shape[-2:]))
             prompts.extend(prompt for _, prompt in items)
         tensors = {"latents": torch.cat(latents), "object_mask": torch.cat(masks)}
         self.path.parent.mkdir(parents=True, exist_ok=True)

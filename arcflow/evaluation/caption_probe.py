@@ -23,9 +23,8 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from arcflow.data.scene_latents import object_mask
+from arcflow.data.scene_latents import latent_object_mask
 from arcflow.data.scenes import (
     COLORS,
     POSITIONS,
@@ -98,12 +97,14 @@ def probe_captions(
     scenes = [sample_item("heldout", seed, i, num_objects)[0] for i in range(n)]
     prompts = probe_prompts(n, seed, num_objects)
     prompts["empty"] = [""] * n
-    sums: dict[float, dict[str, torch.Tensor]] = {s: {} for s in sigmas}
+    per_scene: dict[float, dict[str, list[torch.Tensor]]] = {
+        s: {v: [] for v in prompts} for s in sigmas
+    }
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         images = render_batch(scenes[start:stop])
         x0 = trainer.encode(images)
-        near = F.adaptive_avg_pool2d(object_mask(images), x0.shape[-2:]).squeeze(1)
+        near = latent_object_mask(images, x0.shape[-2:]).squeeze(1)
         conds = {v: trainer.conditioning(p[start:stop]) for v, p in prompts.items()}
         for k, sigma in enumerate(sigmas):
             generator = torch.Generator().manual_seed(seed * 1000 + k * 7919 + start)
@@ -112,13 +113,11 @@ def probe_captions(
             x = (1 - sigma) * x0 + sigma * eps
             for variant, cond in conds.items():
                 error = (trainer.velocity(x, s, cond).float() - (eps - x0)).pow(2).mean(1)
-                per_scene = (error * near).sum((1, 2)) / near.sum((1, 2)).clamp_min(1e-6)
-                previous = sums[sigma].get(variant)
-                sums[sigma][variant] = (
-                    per_scene if previous is None else torch.cat([previous, per_scene])
-                )
+                loss = (error * near).sum((1, 2)) / near.sum((1, 2)).clamp_min(1e-6)
+                per_scene[sigma][variant].append(loss)
     results: dict[float, dict[str, dict[str, float]]] = {}
-    for sigma, losses in sums.items():
+    for sigma, batches in per_scene.items():
+        losses = {variant: torch.cat(parts) for variant, parts in batches.items()}
         results[sigma] = {}
         for variant in VARIANTS:
             changed = torch.tensor([a != b for a, b in zip(prompts[variant], prompts["true"])])

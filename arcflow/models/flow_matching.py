@@ -16,13 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, AutoencoderKLQwenImage
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from arcflow.data.scene_latents import object_mask
+from arcflow.data.scene_latents import latent_object_mask, object_mask
 from arcflow.models.arch import Cond, get_arch
 from arcflow.models.builder import build_base_from_cfg
 from arcflow.models.vae import LatentCodec
@@ -247,7 +246,7 @@ class FlowMatchingTrainer(_LossModel):
             x0 = self.encode(data["image"])
             near = None
             if self.object_weight:
-                near = F.adaptive_avg_pool2d(object_mask(data["image"].float()), x0.shape[-2:])
+                near = latent_object_mask(data["image"].float(), x0.shape[-2:])
         batch = x0.shape[0]
         with torch.no_grad():
             encoded = self.prompt_encoder(list(data["prompt"]))
