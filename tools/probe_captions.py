@@ -3,11 +3,18 @@
     python tools/probe_captions.py --arch flux --out work_dirs/probe_flux
     python tools/probe_captions.py --arch flux --transformer checkpoints/tiny-flux-stage-a \\
         --out work_dirs/probe_stage_a
+    python tools/probe_captions.py --arch flux --renoise --out work_dirs/renoise_flux
 
 For held-out one-object scenes and fixed noise, the velocity error on the objects with the true
 caption and with captions that change one attribute (colour, shape, size, position), another
 scene's caption, or the empty prompt. A gap near 0 % means the model ignores that word at that
 noise level. Writes results.json, gaps.md and gaps.png under --out.
+
+--renoise: the scenes noised to each --sigmas level are finished by the teacher's sampler (FLUX at
+embedded guidance 3.5, Qwen-Image with true CFG 4.0, as the tiny stacks sample) with the true and
+the edited captions, and the attribute evaluator reads the samples: the level below which an
+attribute keeps the noised image's value instead of the caption's is where the teacher decides it.
+Writes renoise.json and renoise.md.
 """
 
 from __future__ import annotations
@@ -15,8 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arcflow.pipelines import cli
+
+if TYPE_CHECKING:
+    from arcflow.models.flow_matching import FlowMatchingTrainer
 
 # The tiny presets of inference_{flux,qwen}.py: stack folders and prompt lengths.
 SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
@@ -34,7 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--guidance",
         type=float,
-        help="embedded guidance of a FLUX transformer (default 1.0: the conditional velocity)",
+        help="FLUX: the embedded guidance (default 1.0, the conditional velocity; with --renoise "
+        "3.5); Qwen-Image with --renoise: the true-CFG scale (default 4.0)",
+    )
+    parser.add_argument(
+        "--renoise",
+        action="store_true",
+        help="finish re-noised scenes with the teacher's sampler and read them with the evaluator",
+    )
+    parser.add_argument("--steps", type=int, default=50, help="--renoise: the sampler's grid")
+    parser.add_argument(
+        "--evaluator", default="checkpoints/tiny-evaluator", help="--renoise: attribute evaluator"
     )
     parser.add_argument("--scenes", type=int, default=128, help="held-out scenes")
     parser.add_argument("--num-objects", type=int, choices=[1, 2], default=1)
@@ -76,31 +97,62 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def renoise(
+    trainer: FlowMatchingTrainer,
+    cfg_scale: float | None,
+    sigmas: list[float],
+    args: argparse.Namespace,
+) -> None:
+    from arcflow.evaluation.attributes import AttributeEvaluator
+    from arcflow.evaluation.caption_probe import GuidedTeacher, renoise_probe, renoise_table
+
+    teacher = GuidedTeacher(trainer, cfg_scale)
+    evaluator = AttributeEvaluator.from_pretrained(args.evaluator)
+    results = renoise_probe(
+        teacher, evaluator, args.scenes, sigmas, args.seed, args.num_objects, args.steps
+    )
+    (args.out / "renoise.json").write_text(json.dumps({str(k): v for k, v in results.items()}))
+    table = renoise_table(results)
+    (args.out / "renoise.md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {args.out}/renoise.json, renoise.md")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     sigmas = parse_sigmas(args.sigmas, parser)
     model = args.model or SPECS[args.arch].tiny_model
     transformer = args.transformer or model
-    for folder, what in ((model, "vae"), (transformer, "transformer")):
-        if not (Path(folder) / what / "config.json").exists():
-            parser.error(f"{folder}/{what}/config.json not found: build or export it first")
+    needed = [(model, "vae/config.json"), (transformer, "transformer/config.json")]
+    if args.renoise:
+        needed.append((args.evaluator, "config.json"))
+    for folder, what in needed:
+        if not (Path(folder) / what).exists():
+            parser.error(f"{folder}/{what} not found: build or export it first")
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
 
-    from arcflow.evaluation.caption_probe import gap_table, probe_captions
     from arcflow.models.flow_matching import FlowMatchingTrainer
 
+    flux = args.arch == "flux"
     guidance = args.guidance
-    if args.arch == "flux" and guidance is None:
-        guidance = 1.0
+    if flux and guidance is None:
+        guidance = 3.5 if args.renoise else 1.0
     trainer = FlowMatchingTrainer(
         args.arch,
         transformer=dict(from_pretrained=transformer, subfolder="transformer"),
         pretrained=model,
         max_sequence_length=SPECS[args.arch].tiny_max_sequence_length,
-        guidance_scale=guidance,
+        guidance_scale=guidance if flux else None,
     )
-    results = probe_captions(trainer, args.scenes, sigmas, args.seed, args.num_objects)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.renoise:
+        renoise(trainer, None if flux else (guidance or 4.0), sigmas, args)
+        return
+    from arcflow.evaluation.caption_probe import gap_table, probe_captions
+
+    results = probe_captions(trainer, args.scenes, sigmas, args.seed, args.num_objects)
     (args.out / "results.json").write_text(json.dumps({str(k): v for k, v in results.items()}))
     table = gap_table(results)
     (args.out / "gaps.md").write_text(table + "\n")

@@ -8,7 +8,9 @@ Student (ArcFlow or the linear shortcut, K = 1): ``nfe`` evaluations at the step
 move ``x <- P_j.move(x, sigma_j, sigma_{j+1})``.
 
 Teacher: ``steps`` Euler steps ``x <- x + (sigma_{j+1} - sigma_j) * u_T(x, sigma_j)`` on the uniform
-raw grid under the same static shift, guidance included in ``u_T``.
+raw grid under the same static shift, guidance included in ``u_T``. From a partly noised image
+``x = (1 - s) x0 + s eps`` (``start_sigma = s``, SDEdit-style) it runs the grid's steps below
+``s``.
 """
 
 from __future__ import annotations
@@ -41,11 +43,17 @@ def student_sigmas(nfe: int, timestep_ratio: float = 1.0, shift: float = 3.2) ->
     return warp_sigma(step_boundaries(nfe, timestep_ratio), shift)
 
 
-def teacher_sigmas(steps: int, shift: float = 3.2) -> torch.Tensor:
-    """Noise levels of an Euler teacher on the uniform raw grid, float64 ``(steps + 1,)``."""
+def teacher_sigmas(steps: int, shift: float = 3.2, start_sigma: float = 1.0) -> torch.Tensor:
+    """Noise levels of an Euler teacher on the uniform raw grid, float64 ``(steps + 1,)``; with
+    ``start_sigma < 1``, ``start_sigma`` followed by the grid's levels below it."""
     if steps < 1:
         raise ValueError(f"teacher steps must be >= 1, got {steps}")
-    return warp_sigma(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+    if not 0.0 < start_sigma <= 1.0:
+        raise ValueError(f"start_sigma must lie in (0, 1], got {start_sigma}")
+    sigmas = warp_sigma(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+    if start_sigma == 1.0:
+        return sigmas
+    return torch.cat([sigmas.new_tensor([start_sigma]), sigmas[sigmas < start_sigma]])
 
 
 def make_noise(
@@ -115,11 +123,14 @@ def sample_teacher(
     steps: int = 50,
     shift: float = 3.2,
     callback: StepCallback | None = None,
+    start_sigma: float = 1.0,
 ) -> torch.Tensor:
-    """Generate latents with ``steps`` Euler steps of the teacher from ``noise``."""
-    sigmas = teacher_sigmas(steps, shift)
+    """Generate latents with ``steps`` Euler steps of the teacher from ``noise``; from
+    ``start_sigma < 1``, ``noise`` is the noised image at that level and only the steps below it
+    run."""
+    sigmas = teacher_sigmas(steps, shift, start_sigma)
     x = noise
-    for j in range(steps):
+    for j in range(len(sigmas) - 1):
         u = model.teacher_velocity(x, _batch_sigma(sigmas[j], x), cond)
         x = (x.float() + float(sigmas[j + 1] - sigmas[j]) * u.float()).to(x.dtype)
         x = _after_step(callback, j, float(sigmas[j + 1]), x)

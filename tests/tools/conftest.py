@@ -29,6 +29,11 @@ def bench_tool() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def probe_tool() -> ModuleType:
+    return load_tool("probe_captions")
+
+
+@pytest.fixture(scope="session")
 def gpu_check() -> ModuleType:
     return load_tool("gpu_check")
 
