@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from arcflow.data.scene_latents import latent_object_mask
 from arcflow.data.scenes import (
@@ -205,6 +206,7 @@ def renoise_probe(
         [trainer.encode(render_batch(scenes[i : i + batch_size])) for i in range(0, n, batch_size)]
     )
     results: dict[float, dict[str, dict[str, float]]] = {}
+    progress = tqdm(total=len(sigmas) * len(variants), desc="re-noised scenes", unit="caption")
     for k, sigma in enumerate(sigmas):
         eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed * 1000 + k))
         x_sigma = (1 - sigma) * x0 + sigma * eps
@@ -218,6 +220,7 @@ def renoise_probe(
                 )
                 images.append(trainer.codec.decode(x).float().clamp(-1, 1))
             samples = torch.cat(images)
+            progress.update()
             if variant == "true":
                 results[sigma]["true"] = evaluator.score(samples, prompts["true"]).accuracy
                 continue
@@ -227,6 +230,7 @@ def renoise_probe(
                 chosen = [captions[i] for i in changed]
                 row[side] = evaluator.score(samples[changed], chosen).accuracy[variant]
             results[sigma][variant] = row
+    progress.close()
     return results
 
 
