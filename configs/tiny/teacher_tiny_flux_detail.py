@@ -2,6 +2,8 @@
 # (shift 1). Stage A's shift 3 draws mostly high noise, where the caption decides colour and place;
 # the objects' shapes form at mid and low noise, which shift 1 draws more. Starts from stage A's
 # export (checkpoints/tiny-flux-stage-a/); exported to checkpoints/tiny-flux-stage-a2/ for stage B.
+# 5000 iterations: against 2000, the stage-A2 model sampled with true CFG 3.5 went from 40 to 49 %
+# caption match on 100 held-out one-object prompts (CFG 7: 50 -> 60 %), shapes 44 -> 52 %.
 _base_ = ["./teacher_tiny_flux.py"]
 
 model = dict(
@@ -9,7 +11,7 @@ model = dict(
     shift=1.0,
 )
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
-_max_iters = 2000
+_max_iters = 5000
 train_cfg = dict(max_iters=_max_iters)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
