@@ -202,9 +202,12 @@ def renoise_probe(
     scenes = [sample_item("heldout", seed, i, num_objects)[0] for i in range(n)]
     prompts = probe_prompts(n, seed, num_objects)
     variants = ("true", *ATTRIBUTE_VALUES)
-    x0 = torch.cat(
-        [trainer.encode(render_batch(scenes[i : i + batch_size])) for i in range(0, n, batch_size)]
-    )
+    starts = range(0, n, batch_size)
+    x0 = torch.cat([trainer.encode(render_batch(scenes[i : i + batch_size])) for i in starts])
+    # Every noise level finishes the same captions: encode them once.
+    conds = {
+        v: [trainer.conditioning(prompts[v][i : i + batch_size]) for i in starts] for v in variants
+    }
     results: dict[float, dict[str, dict[str, float]]] = {}
     progress = tqdm(total=len(sigmas) * len(variants), desc="re-noised scenes", unit="caption")
     for k, sigma in enumerate(sigmas):
@@ -213,8 +216,7 @@ def renoise_probe(
         results[sigma] = {}
         for variant in variants:
             images = []
-            for i in range(0, n, batch_size):
-                cond = trainer.conditioning(prompts[variant][i : i + batch_size])
+            for i, cond in zip(starts, conds[variant]):
                 x = sample_teacher(
                     teacher, x_sigma[i : i + batch_size], cond, steps, shift, start_sigma=sigma
                 )
