@@ -10,10 +10,11 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
 2. text side: tokenizers, frozen tiny text encoders and scheduler -> checkpoints/tiny-<arch>/;
 3. VAE: ``configs/tiny/vae_tiny_<arch>.py``; its EMA + measured latent scale -> <stack>/vae/;
    then ``vae_tiny_<arch>_decoder.py`` refines the decoder alone (the latents stay fixed);
-4. teacher: FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text dropout, high noise),
-   ``teacher_tiny_flux_detail.py`` (stage A2, the same at mid/low noise) then
-   ``teacher_tiny_flux_guidance.py`` (stage B, guidance distillation); Qwen
-   ``teacher_tiny_qwen.py``; the EMA -> <stack>/transformer/;
+4. teacher (``TEACHER_STAGES``): FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text
+   dropout, high noise), ``teacher_tiny_flux_detail.py`` (A2, the same at mid/low noise),
+   ``teacher_tiny_flux_refine.py`` (A3, A2 continued after a learning-rate restart) then
+   ``teacher_tiny_flux_guidance.py`` (B, guidance distillation); Qwen ``teacher_tiny_qwen.py``
+   (A) then ``teacher_tiny_qwen_detail.py`` (A2); the last stage's EMA -> <stack>/transformer/;
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
    published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
    checkpoints/tiny-<arch>-linear/ (measured, not shipped);
@@ -40,6 +41,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path("checkpoints")
 EVALUATOR = CHECKPOINTS / "tiny-evaluator"
 STACK_NAMES = {"flux": "flux", "qwen_image": "qwen"}
+# (stage, config) in training order; each stage starts from the previous one's export.
+TEACHER_STAGES = {
+    "flux": (
+        ("A", "teacher_tiny_flux"),
+        ("A2", "teacher_tiny_flux_detail"),
+        ("A3", "teacher_tiny_flux_refine"),
+        ("B", "teacher_tiny_flux_guidance"),
+    ),
+    "qwen_image": (("A", "teacher_tiny_qwen"), ("A2", "teacher_tiny_qwen_detail")),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -164,22 +175,18 @@ def build_stack(builder: Builder, arch: str) -> None:
     # The encoder is final from here on (the teacher trains on its latents); the decoder goes on.
     builder.stage(f"{name}: VAE decoder", None, lambda: builder.train(f"vae_tiny_{name}_decoder"))
     builder.stage(f"{name}: VAE decoder export", None, lambda: export_decoder(arch, stack))
-    if arch == "flux":
-        # Conditional stages, each exported for the next one to start from.
-        for stage, run, out in (
-            ("A", "teacher_tiny_flux", "tiny-flux-stage-a"),
-            ("A2", "teacher_tiny_flux_detail", "tiny-flux-stage-a2"),
-        ):
-            builder.stage(f"flux: teacher stage {stage}", None, lambda r=run: builder.train(r))
-            builder.stage(
-                f"flux: teacher stage {stage} export",
-                CHECKPOINTS / out,
-                lambda r=run, o=out: export_transformer(arch, r, CHECKPOINTS / o),
-            )
-        teacher_run = "teacher_tiny_flux_guidance"
-    else:
-        teacher_run = "teacher_tiny_qwen"
-    builder.stage(f"{name}: teacher", None, lambda: builder.train(teacher_run))
+    # Teacher stages, each exported (float32) for the next one to start from; the last one is
+    # the shipped teacher.
+    *earlier, (last, teacher_run) = TEACHER_STAGES[arch]
+    for stage, run in earlier:
+        out = CHECKPOINTS / f"tiny-{name}-stage-{stage.lower()}"
+        builder.stage(f"{name}: teacher stage {stage}", None, lambda r=run: builder.train(r))
+        builder.stage(
+            f"{name}: teacher stage {stage} export",
+            out,
+            lambda r=run, o=out: export_transformer(arch, r, o),
+        )
+    builder.stage(f"{name}: teacher stage {last}", None, lambda: builder.train(teacher_run))
     builder.stage(
         f"{name}: teacher export",
         stack / "transformer",

@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, help="default: the model's (tiny: 64)")
     parser.add_argument("--width", type=int, help="default: the model's (tiny: 64)")
     parser.add_argument("--max-sequence-length", type=int, help="default: as inference_*.py")
-    parser.add_argument("--guidance-scale", type=float, help="teacher guidance (default: released)")
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        help="teacher guidance (default: released; the tiny preset: its teacher's)",
+    )
     parser.add_argument("--evaluator", help=f"attribute evaluator (tiny world: {TINY_EVALUATOR})")
     parser.add_argument("--inception", type=Path, help="TorchScript inception-2015-12-05.pt")
     parser.add_argument("--clip", type=Path, help="local transformers CLIPModel folder")
@@ -143,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         name: load_arcflow_adapter(load_base_transformer(model, args.arch, dtype).to(device), path)
         for name, path in folders.items()
     }
-    if args.guidance_scale is not None:
+    guidance_scale = cli.resolve_guidance(spec, args)
+    if guidance_scale is not None:
         for student in (pipe.student, *students.values()):
-            student.guidance_scale = args.guidance_scale
+            student.guidance_scale = guidance_scale
     stack = harness.stack_from_pipeline(
         pipe,
         students,

@@ -11,10 +11,10 @@ scene's caption, or the empty prompt. A gap near 0 % means the model ignores tha
 noise level. Writes results.json, gaps.md and gaps.png under --out.
 
 --renoise: the scenes noised to each --sigmas level are finished by the teacher's sampler (FLUX at
-embedded guidance 3.5, Qwen-Image with true CFG 4.0, as the tiny stacks sample) with the true and
-the edited captions, and the attribute evaluator reads the samples: the level below which an
-attribute keeps the noised image's value instead of the caption's is where the teacher decides it.
-Writes renoise.json and renoise.md.
+the tiny preset's embedded guidance, Qwen-Image with true CFG 4.0, as the tiny stacks sample) with
+the true and the edited captions, and the attribute evaluator reads the samples: the level below
+which an attribute keeps the noised image's value instead of the caption's is where the teacher
+decides it. Writes renoise.json and renoise.md.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance",
         type=float,
         help="FLUX: the embedded guidance (default 1.0, the conditional velocity; with --renoise "
-        "3.5); Qwen-Image with --renoise: the true-CFG scale (default 4.0)",
+        "the tiny preset's); Qwen-Image with --renoise: the true-CFG scale (default 4.0)",
     )
     parser.add_argument(
         "--renoise",
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     flux = args.arch == "flux"
     guidance = args.guidance
     if flux and guidance is None:
-        guidance = 3.5 if args.renoise else 1.0
+        guidance = SPECS["flux"].tiny_guidance_scale if args.renoise else 1.0
     trainer = FlowMatchingTrainer(
         args.arch,
         transformer=dict(from_pretrained=transformer, subfolder="transformer"),

@@ -53,6 +53,9 @@ LATENT_SIZE = 16
 # FluxPipeline pads T5 to max_sequence_length without an attention mask, so the teacher only knows
 # the padding length it was trained with: every FLUX caller passes this (captions are <= 24 words).
 FLUX_MAX_SEQUENCE_LENGTH = 32
+# The tiny FLUX teacher's embedded guidance. Its guidance distillation covers CFG scales 1-10
+# (configs/tiny/teacher_tiny_flux_guidance.py); FLUX.1-dev's 3.5 under-guides this small model.
+FLUX_GUIDANCE_SCALE = 3.5
 TEXT_SEED = 0
 
 # --------------------------------------------------------------------------- architectures

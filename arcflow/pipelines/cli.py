@@ -48,8 +48,10 @@ class CliSpec:
     tiny_model: str  # folders under the repository root
     tiny_adapter: str
     tiny_size: int = 64  # image side of the tiny stacks
-    # The tiny FLUX teacher was trained on T5 padded to 32 tokens (arcflow/data/tiny_stack.py).
+    # The tiny FLUX teacher was trained on T5 padded to 32 tokens and is sampled at its own
+    # embedded guidance (arcflow/data/tiny_stack.py: FLUX_MAX_SEQUENCE_LENGTH, FLUX_GUIDANCE_SCALE).
     tiny_max_sequence_length: int = 512
+    tiny_guidance_scale: float | None = None  # None: the adapter's default
 
 
 FLUX = CliSpec(
@@ -60,6 +62,7 @@ FLUX = CliSpec(
     tiny_model="checkpoints/tiny-flux",
     tiny_adapter="checkpoints/tiny-flux-arcflow",
     tiny_max_sequence_length=32,
+    tiny_guidance_scale=3.5,
 )
 QWEN_IMAGE = CliSpec(
     name="Qwen-Image",
@@ -132,7 +135,8 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser.add_argument(
         "--guidance-scale",
         type=float,
-        help="FLUX: embedded guidance (3.5); Qwen-Image: the teacher's CFG (4.0)",
+        help="FLUX: embedded guidance (3.5; the tiny preset: its teacher's); Qwen-Image: the "
+        "teacher's CFG (4.0)",
     )
     parser.add_argument(
         "--max-sequence-length",
@@ -229,6 +233,14 @@ def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
         model = model or str(REPO_ROOT / spec.tiny_model)
         adapter = adapter or str(REPO_ROOT / spec.tiny_adapter)
     return model or spec.default_model, adapter or spec.default_adapter
+
+
+def resolve_guidance(spec: CliSpec, args: argparse.Namespace) -> float | None:
+    """``--guidance-scale``, else the tiny stack's own with the tiny preset, else None (the
+    adapter's default: FLUX 3.5 embedded, Qwen-Image true CFG 4.0)."""
+    if args.guidance_scale is not None:
+        return args.guidance_scale
+    return spec.tiny_guidance_scale if args.preset == "tiny" else None
 
 
 def _reason(error: BaseException, limit: int = 400) -> str:
@@ -383,15 +395,16 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         max_sequence_length=args.max_sequence_length
         or (spec.tiny_max_sequence_length if tiny else 512),
     )
-    if args.guidance_scale is not None:
-        call["guidance_scale"] = args.guidance_scale
+    guidance_scale = resolve_guidance(spec, args)
+    if guidance_scale is not None:
+        call["guidance_scale"] = guidance_scale
     settings = dict(
         model=model,
         adapter=adapter,
         nfe=args.nfe,
         timestep_ratio=args.timestep_ratio,
         shift=args.shift,
-        guidance_scale=args.guidance_scale,
+        guidance_scale=guidance_scale,
         max_sequence_length=call["max_sequence_length"],
         dtype=dtype,
     )

@@ -14,6 +14,7 @@ from mmengine.optim import OptimWrapper
 from arcflow.data.scenes import VOCABULARY
 from arcflow.data.tiny_stack import (
     ASSEMBLERS,
+    FLUX_GUIDANCE_SCALE,
     FLUX_MAX_SEQUENCE_LENGTH,
     build_clip_tokenizer,
     build_qwen_tokenizer,
@@ -33,7 +34,7 @@ def _generate(arch: str, path: Path, steps: int = 2) -> torch.Tensor:
     pipe = PIPELINES[arch].from_pretrained(path, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     kwargs = (
-        dict(max_sequence_length=FLUX_MAX_SEQUENCE_LENGTH, guidance_scale=3.5)
+        dict(max_sequence_length=FLUX_MAX_SEQUENCE_LENGTH, guidance_scale=FLUX_GUIDANCE_SCALE)
         if arch == "flux"
         else dict(true_cfg_scale=4.0, negative_prompt="")
     )

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from arcflow.data.scenes import parse_caption, render_batch, sample_item
-from arcflow.data.tiny_stack import ASSEMBLERS, build_vae, transformer_config
+from arcflow.data.tiny_stack import (
+    ASSEMBLERS,
+    FLUX_GUIDANCE_SCALE,
+    build_vae,
+    transformer_config,
+)
 from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.caption_probe import (
     ATTRIBUTE_VALUES,
@@ -115,7 +120,7 @@ def shipped_flux() -> FlowMatchingTrainer:
         dict(from_pretrained=str(SHIPPED_FLUX), subfolder="transformer"),
         str(SHIPPED_FLUX),
         max_sequence_length=32,
-        guidance_scale=3.5,
+        guidance_scale=FLUX_GUIDANCE_SCALE,
     )
     return model.eval()
 

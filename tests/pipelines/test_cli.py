@@ -152,3 +152,26 @@ def test_tiny_preset(spec, tmp_path):
     assert cli.run(spec, args) == 0
     pixels, text = pixels_and_text(out)
     assert pixels.shape == (spec.tiny_size, spec.tiny_size, 3) and text["nfe"] == "2"
+    assert json.loads(text["arcflow"])["guidance_scale"] == spec.tiny_guidance_scale
+
+
+def test_guidance_resolution():
+    parser = cli.build_parser(cli.FLUX)
+    given = parser.parse_args(["--preset", "tiny", "--guidance-scale", "2.0", "--prompt", "x"])
+    assert cli.resolve_guidance(cli.FLUX, given) == 2.0
+    tiny = parser.parse_args(["--preset", "tiny", "--prompt", "x"])
+    assert cli.resolve_guidance(cli.FLUX, tiny) == cli.FLUX.tiny_guidance_scale
+    # The full-size models keep the adapter's default; the tiny Qwen-Image stack too (CFG 4.0).
+    assert cli.resolve_guidance(cli.FLUX, parser.parse_args(["--prompt", "x"])) is None
+    assert cli.resolve_guidance(cli.QWEN_IMAGE, tiny) is None
+
+
+def test_tiny_flux_guidance_is_the_one_its_students_learnt():
+    from mmengine.config import Config
+
+    from arcflow.data.tiny_stack import FLUX_GUIDANCE_SCALE
+
+    assert cli.FLUX.tiny_guidance_scale == FLUX_GUIDANCE_SCALE
+    for name in ("arcflow_tiny_flux", "linear_tiny_flux"):
+        config = Config.fromfile(cli.REPO_ROOT / "configs" / "tiny" / f"{name}.py")
+        assert config.model.student.guidance_scale == FLUX_GUIDANCE_SCALE, name

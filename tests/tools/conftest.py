@@ -62,3 +62,8 @@ def tiny_flux_stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     model = assemble_flux_stack(root / "tiny-flux", build_vae("flux"), transformer)
     student = ArcFlowStudent(transformer, "flux", num_components=4, lora_rank=2, lora_alpha=2)
     return model, save_arcflow_adapter(student, root / "tiny-flux-arcflow")
+
+
+@pytest.fixture(scope="session")
+def build_tool() -> ModuleType:
+    return load_tool("build_tiny_world")

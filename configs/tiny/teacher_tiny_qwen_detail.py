@@ -1,0 +1,18 @@
+# Stage A2 of the tiny Qwen-Image teacher, as for FLUX (teacher_tiny_flux_detail.py): the
+# conditional model of teacher_tiny_qwen.py continued at the plain logit-normal noise levels
+# (shift 1), where the objects' shapes and clean backgrounds form. Starts from stage A's export
+# (checkpoints/tiny-qwen-stage-a/, float32); its EMA is the shipped teacher
+# (checkpoints/tiny-qwen/transformer/).
+_base_ = ["./teacher_tiny_qwen.py"]
+
+model = dict(
+    transformer=dict(from_pretrained="checkpoints/tiny-qwen-stage-a", subfolder="transformer"),
+    shift=1.0,
+)
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
+_max_iters = 3000
+train_cfg = dict(max_iters=_max_iters)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
+]
