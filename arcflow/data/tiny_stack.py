@@ -55,7 +55,7 @@ LATENT_SIZE = 16
 FLUX_MAX_SEQUENCE_LENGTH = 32
 # The tiny FLUX teacher's embedded guidance. Its guidance distillation covers CFG scales 1-10
 # (configs/tiny/teacher_tiny_flux_guidance.py); FLUX.1-dev's 3.5 under-guides this small model.
-FLUX_GUIDANCE_SCALE = 3.5
+FLUX_GUIDANCE_SCALE = 7.0
 TEXT_SEED = 0
 
 # --------------------------------------------------------------------------- architectures

@@ -62,7 +62,7 @@ FLUX = CliSpec(
     tiny_model="checkpoints/tiny-flux",
     tiny_adapter="checkpoints/tiny-flux-arcflow",
     tiny_max_sequence_length=32,
-    tiny_guidance_scale=3.5,
+    tiny_guidance_scale=7.0,
 )
 QWEN_IMAGE = CliSpec(
     name="Qwen-Image",

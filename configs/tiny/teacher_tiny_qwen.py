@@ -1,6 +1,7 @@
-# The tiny Qwen-Image teacher: conditional flow matching with 10% text dropout (the caption
-# replaced by the empty prompt), so that it supports true classifier-free guidance at sampling
-# time (scale 4.0 with the empty negative prompt, as Qwen-Image is used). No embedded guidance.
+# Stage A of the tiny Qwen-Image teacher: conditional flow matching with 10% text dropout (the
+# caption replaced by the empty prompt), so that it supports true classifier-free guidance at
+# sampling time (scale 4.0 with the empty negative prompt, as Qwen-Image is used). No embedded
+# guidance. Stage A2 (teacher_tiny_qwen_detail.py) continues it at mid and low noise.
 # Needs checkpoints/tiny-qwen/ with the text side and the trained VAE (tools/build_tiny_world.py).
 _base_ = ["./_tiny_runtime.py"]
 
