@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -29,17 +31,30 @@ def test_interleaved_timing_alternates_calls():
     assert [len(t.runs_s) for t in timings] == [3, 1]
 
 
+_PEAK_PROBE = """
+import json, torch
+from arcflow.evaluation import benchmark
+cpu = torch.device("cpu")
+benchmark.reset_peak_memory(cpu)
+base = benchmark.peak_memory_mb(cpu)
+block = torch.ones(256 * 2**20 // 4)  # 256 MiB, touched
+grown = benchmark.peak_memory_mb(cpu)
+del block
+benchmark.reset_peak_memory(cpu)
+print(json.dumps([base, grown, benchmark.peak_memory_mb(cpu)]))
+"""
+
+
 def test_peak_memory_is_reset_per_measurement():
-    cpu = torch.device("cpu")
-    benchmark.reset_peak_memory(cpu)
-    base = benchmark.peak_memory_mb(cpu)
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-    grown = benchmark.peak_memory_mb(cpu)
-    del block
-    assert grown >= base + 60
+    # In a fresh process: in the test session, memory that earlier tests freed but the allocator
+    # kept resident can serve the block without raising the RSS peak.
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK_PROBE], capture_output=True, text=True, check=True
+    )
+    base, grown, after = json.loads(run.stdout.strip().splitlines()[-1])
+    assert grown >= base + 240
     if benchmark._CLEAR_REFS.exists():
-        benchmark.reset_peak_memory(cpu)
-        assert benchmark.peak_memory_mb(cpu) < grown - 30
+        assert after < grown - 200
 
 
 @pytest.mark.parametrize("arch", ["flux", "qwen_image"])
