@@ -53,6 +53,11 @@ TEACHER_STAGES = {
 }
 
 
+def stage_export(arch: str, stage: str) -> Path:
+    """Where teacher stage ``stage`` (not the last) is exported for the next one to start from."""
+    return CHECKPOINTS / f"tiny-{STACK_NAMES[arch]}-stage-{stage.lower()}"
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,7 +184,7 @@ def build_stack(builder: Builder, arch: str) -> None:
     # the shipped teacher.
     *earlier, (last, teacher_run) = TEACHER_STAGES[arch]
     for stage, run in earlier:
-        out = CHECKPOINTS / f"tiny-{name}-stage-{stage.lower()}"
+        out = stage_export(arch, stage)
         builder.stage(f"{name}: teacher stage {stage}", None, lambda r=run: builder.train(r))
         builder.stage(
             f"{name}: teacher stage {stage} export",

@@ -13,12 +13,11 @@ def _config(name: str) -> Config:
 
 def test_each_teacher_stage_starts_from_the_previous_stage_export(build_tool):
     for arch, stages in build_tool.TEACHER_STAGES.items():
-        name = build_tool.STACK_NAMES[arch]
         first = _config(stages[0][1]).model
         assert "from_pretrained" not in first.transformer, f"{arch} stage A must start from scratch"
         for (previous, _), (stage, run) in zip(stages, stages[1:]):
             model = _config(run).model
-            export = f"checkpoints/tiny-{name}-stage-{previous.lower()}"
+            export = str(build_tool.stage_export(arch, previous))
             assert model.transformer.from_pretrained == export, (arch, stage)
             if "cfg_teacher" in model:
                 # Guidance distillation: the frozen CFG teacher is the same previous stage.
