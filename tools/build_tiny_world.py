@@ -12,7 +12,8 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
    then ``vae_tiny_<arch>_decoder.py`` refines the decoder alone (the latents stay fixed);
 4. teacher (``TEACHER_STAGES``): FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text
    dropout, high noise), ``teacher_tiny_flux_detail.py`` (A2, the same at mid/low noise),
-   ``teacher_tiny_flux_refine.py`` (A3, A2 continued after a learning-rate restart) then
+   ``teacher_tiny_flux_refine.py`` (A3, A2 continued after a learning-rate restart),
+   ``teacher_tiny_flux_deep.py`` (A4, A3 grown to twice the single-stream blocks) then
    ``teacher_tiny_flux_guidance.py`` (B, guidance distillation); Qwen ``teacher_tiny_qwen.py``
    (A) then ``teacher_tiny_qwen_detail.py`` (A2); the last stage's EMA -> <stack>/transformer/;
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
@@ -47,6 +48,7 @@ TEACHER_STAGES = {
         ("A", "teacher_tiny_flux"),
         ("A2", "teacher_tiny_flux_detail"),
         ("A3", "teacher_tiny_flux_refine"),
+        ("A4", "teacher_tiny_flux_deep"),
         ("B", "teacher_tiny_flux_guidance"),
     ),
     "qwen_image": (("A", "teacher_tiny_qwen"), ("A2", "teacher_tiny_qwen_detail")),
@@ -130,11 +132,14 @@ def export_transformer(arch: str, run: str, out: Path, shipped: bool = False) ->
     stay float32, as the next stage trains from them.
     """
     import torch
+    from mmengine.config import Config
 
-    from arcflow.data.tiny_stack import load_trained, transformer_config
+    from arcflow.data.tiny_stack import load_trained
     from arcflow.models.loading import build_transformer
 
-    transformer = build_transformer(arch, transformer_config(arch), device="cpu")
+    # The run's own architecture: a stage may have grown the model (transformer.deepen).
+    architecture = Config.fromfile(f"configs/tiny/{run}.py").model.transformer.from_config
+    transformer = build_transformer(arch, architecture.to_dict(), device="cpu")
     load_trained(transformer, CHECKPOINTS / run, "transformer")
     if shipped:
         transformer = transformer.to(torch.float16)

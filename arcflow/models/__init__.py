@@ -21,6 +21,7 @@ _EXPORTS = {
     "released_lora_targets": "lora",
     "build_transformer": "loading",
     "load_base_transformer": "loading",
+    "deepen_transformer": "growth",
     "ParamCounts": "builder",
     "build_student_from_cfg": "builder",
     "count_parameters": "builder",

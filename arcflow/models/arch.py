@@ -43,6 +43,9 @@ class ArchAdapter(ABC):
     # Base constructor arguments the published config.json repeats (besides in/out_channels).
     published_arch_keys: ClassVar[tuple[str, ...]]
     full_config: ClassVar[dict[str, Any]]
+    # The stack ``growth.deepen`` grows: (module list, config key counting it, output projections
+    # of one block: zeroed, they make a block the identity on the residual stream).
+    growable_stack: ClassVar[tuple[str, str, tuple[str, ...]]]
 
     # ------------------------------------------------------------------ structure
     def check_transformer(self, transformer: nn.Module) -> None:
@@ -141,6 +144,7 @@ class FluxAdapter(ArchAdapter):
     transformer_cls = FluxTransformer2DModel
     published_class_name = "ArcFluxTransformer2DModel"
     input_embedder = "x_embedder"
+    growable_stack = ("single_transformer_blocks", "num_single_layers", ("proj_out",))
     published_arch_keys = (
         "num_layers",
         "num_single_layers",
@@ -217,6 +221,11 @@ class QwenImageAdapter(ArchAdapter):
     transformer_cls = QwenImageTransformer2DModel
     published_class_name = "ArcQwenImageTransformer2DModel"
     input_embedder = "img_in"
+    growable_stack = (
+        "transformer_blocks",
+        "num_layers",
+        ("attn.to_out.0", "attn.to_add_out", "img_mlp.net.2", "txt_mlp.net.2"),
+    )
     published_arch_keys = (
         "num_layers",
         "attention_head_dim",

@@ -17,6 +17,8 @@ On the meta device the architecture comes from ``from_config`` (without it, from
 ``from_pretrained``'s config.json) and no weight is loaded (parameter counts, shape checks,
 exports). Elsewhere ``from_pretrained`` loads the weights (checked against
 ``from_config`` when both are given); without it the base is randomly initialised (tiny models).
+``deepen=2`` grows the loaded base to twice the depth in its growable stack without changing its
+output (``arcflow.models.growth``); ``from_config`` then describes the grown model.
 A misspelt key is a TypeError.
 """
 
@@ -30,6 +32,7 @@ import torch
 from diffusers import ModelMixin
 
 from arcflow.models.arch import get_arch
+from arcflow.models.growth import deepen_transformer
 from arcflow.models.loading import build_transformer, load_base_transformer
 from arcflow.models.student import ArcFlowStudent
 
@@ -56,13 +59,21 @@ def build_base_from_cfg(
     from_pretrained: str | None = None,
     subfolder: str | None = "transformer",
     torch_dtype: torch.dtype | str | None = None,
+    deepen: int = 1,
 ) -> ModelMixin:
     """The base transformer of a ``transformer=dict(...)`` config entry (see the module doc)."""
+    if deepen != 1 and from_pretrained is None:
+        raise ValueError(
+            f"transformer.deepen={deepen} grows a trained model: it needs "
+            "transformer.from_pretrained (a random base is built at its size by from_config)"
+        )
     if isinstance(from_config, Mapping):
         from_config = dict(from_config)
     if str(device) == "meta" and from_config is None and from_pretrained is not None:
         # The architecture from the model's config.json alone; no weights are read.
         from_config = _pretrained_config(arch, from_pretrained, subfolder)
+        _, count_key, _ = get_arch(arch).growable_stack
+        from_config[count_key] *= deepen
     if str(device) == "meta" or from_pretrained is None:
         if from_config is None:
             raise ValueError(
@@ -71,6 +82,8 @@ def build_base_from_cfg(
             )
         return build_transformer(arch, from_config, device=device, torch_dtype=torch_dtype)
     transformer = load_base_transformer(from_pretrained, arch, torch_dtype, subfolder)
+    if deepen != 1:
+        transformer = deepen_transformer(transformer, arch, deepen)
     if from_config is not None:
         expected = get_arch(arch).full_config if from_config == "full" else from_config
         for key, value in expected.items():

@@ -1,5 +1,5 @@
 # Stage B of the tiny FLUX teacher: guidance distillation, as FLUX.1-dev was made. The transformer
-# starts from stage A3 and learns, at embedded guidance g ~ U[1, 10], the frozen stage-A3 model's
+# starts from stage A4 and learns, at embedded guidance g ~ U[1, 10], the frozen stage-A4 model's
 # classifier-free-guided velocity u_neg + g (u_pos - u_neg) on noised real latents. The result is
 # the shipped teacher (checkpoints/tiny-flux/transformer/), sampled at the guidance
 # FLUX_GUIDANCE_SCALE of arcflow/data/tiny_stack.py. It reuses stage A's cached latents.
@@ -9,9 +9,9 @@
 # at 6); over U[1, 10], 47 / 52 / 59 % at 3.5 / 7 / 10.
 _base_ = ["./teacher_tiny_flux.py"]
 
-_conditional = dict(from_pretrained="checkpoints/tiny-flux-stage-a3", subfolder="transformer")
+_conditional = dict(from_pretrained="checkpoints/tiny-flux-stage-a4", subfolder="transformer")
 model = dict(
-    transformer=_conditional,
+    transformer=dict(**_conditional, from_config=dict(num_single_layers=4)),  # stage A4's depth
     cfg_teacher=dict(transformer=_conditional, guidance_scale=1.0),
     guidance_range=(1.0, 10.0),
     text_dropout=0.0,

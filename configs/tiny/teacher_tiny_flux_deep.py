@@ -1,0 +1,22 @@
+# Stage A4 of the tiny FLUX teacher: stage A3 grown from 2 to 4 single-stream blocks and trained on
+# (shift 1, learning-rate restart). Each single block is followed by a copy of itself whose output
+# projection is zero (arcflow/models/growth.py), so training starts from exactly stage A3's
+# velocities with 27 % more parameters where A3 ran short of capacity: further A2-style training
+# had fixed squares and triangles but left large stars drawn as crosses. Starts from stage A3's
+# export (checkpoints/tiny-flux-stage-a3/); exported to checkpoints/tiny-flux-stage-a4/ for stage B.
+_base_ = ["./teacher_tiny_flux_refine.py"]
+
+model = dict(
+    transformer=dict(
+        from_config=dict(num_single_layers=4),  # the grown model
+        from_pretrained="checkpoints/tiny-flux-stage-a3",
+        subfolder="transformer",
+        deepen=2,
+    ),
+)
+_max_iters = 2500
+train_cfg = dict(max_iters=_max_iters)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
+]

@@ -1,0 +1,93 @@
+"""Depth growth: a deepened base computes the same velocity, and its new blocks are live."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from arcflow.models import build_transformer, deepen_transformer, get_arch
+from arcflow.models.builder import build_base_from_cfg
+
+
+def _velocity(tiny, arch: str, transformer) -> torch.Tensor:
+    sigma = torch.tensor([0.9, 0.4])
+    scale = 3.0 if arch == "flux" else 4.0  # embedded guidance / true CFG
+    return get_arch(arch).teacher_velocity(
+        transformer, tiny.latents(), sigma, tiny.cond(arch), scale
+    )
+
+
+@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
+def test_deepened_model_computes_the_same_velocity(tiny, arch):
+    base = tiny.base(arch)
+    stack_name, count_key, _ = get_arch(arch).growable_stack
+    depth = len(getattr(base, stack_name))
+    with torch.no_grad():
+        before = _velocity(tiny, arch, base)
+        deep = deepen_transformer(base, arch, factor=3)
+        after = _velocity(tiny, arch, deep)
+    assert len(getattr(deep, stack_name)) == 3 * depth
+    assert deep.config[count_key] == 3 * depth
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
+
+    # The copies sit in the forward path: moving one of them moves the velocity.
+    twin = getattr(deep, stack_name)[1]
+    with torch.no_grad():
+        for param in twin.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+        moved = _velocity(tiny, arch, deep)
+    assert (moved - before).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
+def test_new_blocks_learn_from_the_first_step(tiny, arch):
+    """The zeroed output projections get a gradient at once (their inputs are not zero)."""
+    deep = deepen_transformer(tiny.base(arch), arch)
+    stack_name, _, outputs = get_arch(arch).growable_stack
+    _velocity(tiny, arch, deep).square().mean().backward()
+    twin = getattr(deep, stack_name)[1]
+    for name in outputs:
+        grad = twin.get_submodule(name).weight.grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_deepened_base_saves_and_reloads(tiny, tmp_path):
+    deep = deepen_transformer(tiny.base("flux"), "flux")
+    deep.save_pretrained(tmp_path / "transformer")
+    reloaded = build_base_from_cfg(
+        "flux",
+        "cpu",
+        from_pretrained=str(tmp_path),
+        from_config={**tiny.configs["flux"], "num_single_layers": 2},
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            _velocity(tiny, "flux", reloaded), _velocity(tiny, "flux", deep), rtol=0, atol=0
+        )
+
+
+def test_config_entry_deepens_the_loaded_base(tiny, tmp_path):
+    tiny.base("qwen_image").save_pretrained(tmp_path / "transformer")
+    grown = {**tiny.configs["qwen_image"], "num_layers": 4}
+    built = build_base_from_cfg(
+        "qwen_image", "cpu", from_pretrained=str(tmp_path), from_config=grown, deepen=2
+    )
+    assert len(built.transformer_blocks) == 4
+    on_meta = build_base_from_cfg("qwen_image", "meta", from_pretrained=str(tmp_path), deepen=2)
+    assert on_meta.config.num_layers == 4
+    # from_config describes the grown model: the loaded depth is a named mismatch.
+    with pytest.raises(ValueError, match="num_layers=4, the config expects 2"):
+        build_base_from_cfg(
+            "qwen_image",
+            "cpu",
+            from_pretrained=str(tmp_path),
+            from_config=tiny.configs["qwen_image"],
+            deepen=2,
+        )
+
+
+def test_deepen_needs_trained_weights(tiny):
+    with pytest.raises(ValueError, match="needs transformer.from_pretrained"):
+        build_base_from_cfg("flux", "cpu", from_config=tiny.configs["flux"], deepen=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        deepen_transformer(build_transformer("flux", tiny.configs["flux"], "cpu"), "flux", 0)
