@@ -3,7 +3,9 @@
 # student runs once per step without CFG. Same scaled recipe as arcflow_tiny_flux.py at twice its
 # budget: 800 iterations (400 kept 72 % of the teacher's caption match; CFG 4 makes the teacher's
 # paths harder to imitate than FLUX's embedded guidance), teacher-ratio decay 55 (released 1000 of
-# 15k for Qwen-Image: the shorter decay, scaled).
+# 15k for Qwen-Image: the shorter decay, scaled), lr 1e-3: the student starts from the unguided
+# teacher and has CFG 4 to learn, and at 5e-4 it kept 67 % of the teacher's caption match on 200
+# held-out one-object prompts against 86 % at 1e-3 (19.5 vs 25.0 %; LoRA rank 32 at 1e-3: 20.5 %).
 _base_ = ["./arcflow_tiny_flux.py"]
 
 _max_iters = 800
@@ -19,4 +21,5 @@ model = dict(
     teacher_ratio_decay=55,
 )
 train_dataloader = dict(dataset=dict(seed=7))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 train_cfg = dict(max_iters=_max_iters)
