@@ -43,8 +43,8 @@ class ArchAdapter(ABC):
     # Base constructor arguments the published config.json repeats (besides in/out_channels).
     published_arch_keys: ClassVar[tuple[str, ...]]
     full_config: ClassVar[dict[str, Any]]
-    # The stack ``growth.deepen`` grows: (module list, config key counting it, output projections
-    # of one block: zeroed, they make a block the identity on the residual stream).
+    # The stack ``growth.deepen_transformer`` grows: (module list, config key counting it, output
+    # projections of one block: zeroed, they make a block the identity on the residual stream).
     growable_stack: ClassVar[tuple[str, str, tuple[str, ...]]]
 
     # ------------------------------------------------------------------ structure
