@@ -32,7 +32,7 @@ import torch
 from diffusers import ModelMixin
 
 from arcflow.models.arch import get_arch
-from arcflow.models.growth import deepen_transformer
+from arcflow.models.growth import deepen_transformer, deepened_config
 from arcflow.models.loading import build_transformer, load_base_transformer
 from arcflow.models.student import ArcFlowStudent
 
@@ -71,9 +71,9 @@ def build_base_from_cfg(
         from_config = dict(from_config)
     if str(device) == "meta" and from_config is None and from_pretrained is not None:
         # The architecture from the model's config.json alone; no weights are read.
-        from_config = _pretrained_config(arch, from_pretrained, subfolder)
-        _, count_key, _ = get_arch(arch).growable_stack
-        from_config[count_key] *= deepen
+        from_config = deepened_config(
+            arch, _pretrained_config(arch, from_pretrained, subfolder), deepen
+        )
     if str(device) == "meta" or from_pretrained is None:
         if from_config is None:
             raise ValueError(

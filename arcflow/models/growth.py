@@ -13,12 +13,19 @@ step; only its output projections start from nothing.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from diffusers import ModelMixin
 from torch import nn
 
 from arcflow.models.arch import get_arch
+
+
+def deepened_config(arch: str, config: dict[str, Any], factor: int) -> dict[str, Any]:
+    """Constructor arguments ``config`` with the growable stack ``factor`` times as deep."""
+    _, count_key, _ = get_arch(arch).growable_stack
+    return {**config, count_key: config[count_key] * factor}
 
 
 def deepen_transformer(transformer: ModelMixin, arch: str, factor: int = 2) -> ModelMixin:

@@ -35,12 +35,11 @@ def test_every_stage_is_a_tiny_config_of_its_arch(build_tool):
 def test_each_stage_declares_the_architecture_it_loads(build_tool):
     """A stage's export has the architecture its config builds; the next stage must expect it,
     grown by its ``deepen`` factor (stage B once still expected stage A3's depth from A4)."""
-    from arcflow.models import get_arch
+    from arcflow.models.growth import deepened_config
 
     for arch, stages in build_tool.TEACHER_STAGES.items():
-        _, count_key, _ = get_arch(arch).growable_stack
         for (_, previous), (stage, run) in zip(stages, stages[1:]):
-            loaded = dict(_config(previous).model.transformer.from_config)
+            exported = dict(_config(previous).model.transformer.from_config)
             transformer = _config(run).model.transformer
-            loaded[count_key] *= transformer.get("deepen", 1)
+            loaded = deepened_config(arch, exported, transformer.get("deepen", 1))
             assert dict(transformer.from_config) == loaded, (arch, stage)
