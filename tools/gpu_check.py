@@ -6,6 +6,9 @@
 Per architecture (FLUX.1-dev 12 B, then Qwen-Image 20 B), with random weights, which cost the same
 time and memory as trained ones: the released student config (bf16 base, K = 16, LoRA rank 256,
 fp32 trainable tensors), parameters built on the meta device and materialised on the GPU in place.
+Sampling runs with the trainable tensors in the base's dtype, as the pipelines load an adapter;
+training casts them back to float32 and applies the training runtime's attention backends
+(``env_cfg.cudnn_attention``).
 
 1. ``build``: parameter count, weight memory, build time.
 2. ``loop/student``, ``loop/teacher``, ``loop/speedup``: the 2-NFE student against the 50-step
@@ -23,11 +26,9 @@ A measurement that cannot fit (weights larger than the free memory, or a CUDA ou
 reported as ``status: skipped`` with the reason, and the script goes on. Every measurement is one
 JSON line on stdout, also appended to ``--out``.
 
-Expected budget on one H100 (estimated from FLOP counts, ~0.3 s per FLUX forward and ~0.5 s per
-Qwen-Image forward at 1024 x 1024): imports and builds ~1-1.5 min; FLUX ~60 forwards of loops and
-~30 forward-equivalents of training, ~30 s; Qwen-Image ~210 forwards of loops (CFG doubles the
-teacher) and ~50 of training, ~2.5 min: about 4-5 minutes in all, under the 8-minute limit.
-``--budget-s`` skips what would start after that many seconds.
+Measured on one H200 (2026-11-26, docs/benchmarks.md): 66 s in all, ~180-190 ms per teacher
+forward at 1024 x 1024 for both models. ``--budget-s`` guards slower machines: it skips what
+would start after that many seconds.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from arcflow.pipelines.sampling import make_noise  # noqa: E402
 
 DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
 SCHEDULE_CONFIG = REPO_ROOT / "configs/_base_/schedules/distill.py"
+RUNTIME_CONFIG = REPO_ROOT / "configs/_base_/runtime/default.py"
 ARCHS = ("flux", "qwen_image")
 # Bytes per trainable parameter in training: fp32 weight and gradient, AdamW's two fp32 moments.
 TRAIN_BYTES_PER_TRAINABLE = 16
@@ -113,16 +115,29 @@ def bench_train(
     device: torch.device,
     iterations: int,
 ) -> Record:
-    """``iterations`` distiller iterations; the last one's time and the peak memory."""
+    """``iterations`` distiller iterations; the last one's time and the peak memory.
+
+    The training runtime's attention backends apply during them only, so that they do not change
+    the sampling measured after them (cuDNN's attention is the faster forward where it works).
+    """
+    from mmengine.config import Config
+
+    from arcflow.engine.runner import use_cudnn_attention
+
     distiller, optim_wrapper = build_distiller(student, latent_side, device)
     reset_peak_memory(device)
     times, losses = [], []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        log_vars = distiller.train_step(dict(cond), optim_wrapper)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-        losses.append(float(log_vars["loss"]))
+    sampling_cudnn = torch.backends.cuda.cudnn_sdp_enabled()
+    use_cudnn_attention(Config.fromfile(str(RUNTIME_CONFIG)).env_cfg.cudnn_attention)
+    try:
+        for _ in range(iterations):
+            start = time.perf_counter()
+            log_vars = distiller.train_step(dict(cond), optim_wrapper)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+            losses.append(float(log_vars["loss"]))
+    finally:
+        use_cudnn_attention(sampling_cudnn)
     record = {
         "name": "train/iteration",
         "arch": student.arch.name,
@@ -163,9 +178,11 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
         "weights_mb": round(weights / 2**20),
         "build_s": round(time.perf_counter() - start, 1),
         "dtype": args.dtype,
+        "trainable_dtype": {"sampling": args.dtype, "training": cfg["trainable_dtype"]},
         "lora_rank": student.lora_rank,
         "num_components": student.num_components,
     }
+    student.set_trainable_dtype(dtype)  # sampling: as load_arcflow_adapter gives the student
 
     lengths = (TINY_TEXT_LENGTHS if tiny else TEXT_LENGTHS)[arch]
     cond = random_cond(student, 1, lengths, device)
@@ -195,6 +212,7 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
                 "beside the weights",
             )
         else:
+            student.set_trainable_dtype(cfg["trainable_dtype"])
             yield bench_train(student, cond, side, device, args.train_iters)
     except torch.OutOfMemoryError as error:
         yield skipped("train/iteration", arch, f"out of memory: {str(error).splitlines()[0]}")

@@ -19,10 +19,12 @@ RUNNER_KEYS = {
     "randomness", "experiment_name", "model_wrapper_cfg", "find_unused_parameters", "cfg",
 }  # fmt: skip
 PROJECT_KEYS = {"run_name", "checkpoint_dir"}
+# ``env_cfg`` keys: mmengine's own (Runner.setup_env), then the project's (ArcFlowRunner.setup_env).
+ENV_CFG_KEYS = {"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit", "cudnn_attention"}
 
 
 def check_config_keys(cfg: Config) -> None:
-    """Fail on a top-level key that neither the Runner nor the project reads."""
+    """Fail on a top-level or ``env_cfg`` key that neither the Runner nor the project reads."""
     unknown = sorted(
         k for k in cfg if not k.startswith("_") and k not in RUNNER_KEYS | PROJECT_KEYS
     )
@@ -30,6 +32,12 @@ def check_config_keys(cfg: Config) -> None:
         raise KeyError(
             f"unknown top-level config key(s) {unknown}: nothing reads them (a typo?). Known keys: "
             f"{sorted(RUNNER_KEYS | PROJECT_KEYS)}; prefix config-local helpers with '_'."
+        )
+    unknown = sorted(set(cfg.get("env_cfg") or {}) - ENV_CFG_KEYS)
+    if unknown:
+        raise KeyError(
+            f"unknown env_cfg key(s) {unknown}: nothing reads them (a typo?). Known keys: "
+            f"{sorted(ENV_CFG_KEYS)}."
         )
 
 

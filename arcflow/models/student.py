@@ -115,10 +115,8 @@ class ArcFlowStudent(nn.Module):
         transformer.requires_grad_(False)
         for _, param in self._trainable_parameters():
             param.requires_grad_(True)
-        dtype = resolve_dtype(trainable_dtype)
-        if dtype is not None:
-            for _, param in self._trainable_parameters():
-                param.data = param.data.to(dtype)
+        if trainable_dtype is not None:
+            self.set_trainable_dtype(trainable_dtype)
         self.set_gradient_checkpointing(gradient_checkpointing)
         # Found once: the teacher switch runs 8+ times an iteration, and walking every module of
         # a 12 B model each time (as the model-wide peft toggle does) costs as much as a forward
@@ -170,6 +168,19 @@ class ArcFlowStudent(nn.Module):
         for prefix, module in modules.items():
             for name, param in module.named_parameters():
                 yield f"{prefix}.{name}", param
+
+    @torch.no_grad()
+    def set_trainable_dtype(self, dtype: torch.dtype | str) -> None:
+        """Cast the trainable tensors (heads, forked modulation, LoRA) in place; the base weights
+        keep their dtype.
+
+        Training keeps them in float32 on a bf16 base. Sampling runs them in the base's dtype, as
+        ``load_arcflow_adapter`` loads them: at full size on an H200 a float32 LoRA of rank 256
+        makes a student forward cost 1.8x a teacher forward, a bf16 one 1.1x (docs/benchmarks.md).
+        """
+        dtype = resolve_dtype(dtype)
+        for _, param in self._trainable_parameters():
+            param.data = param.data.to(dtype)
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """``[(name, parameter)]`` of heads + ``norm_out.linear`` + LoRA, names as in

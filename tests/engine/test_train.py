@@ -204,3 +204,26 @@ def test_misspelt_model_argument_is_named():
     init_default_scope("arcflow")
     with pytest.raises(TypeError, match="teacher_ratio_decy"):
         MODELS.build(cfg.model)
+
+
+def test_unknown_env_cfg_key_is_named():
+    with pytest.raises(KeyError, match="cudnn_atention"):
+        prepare_config(str(ROOT / CONFIG), cfg_options={"env_cfg.cudnn_atention": False})
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_runner_applies_the_attention_backend_setting(enabled, tmp_path):
+    """``env_cfg.cudnn_attention`` reaches torch's SDPA backend switch when the Runner starts
+    (False by default: cuDNN's attention backward fails on FLUX.1-dev on an H200)."""
+    from arcflow.engine.runner import ArcFlowRunner
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    options = {"env_cfg.cudnn_attention": enabled} if enabled else {}
+    cfg = prepare_config(str(ROOT / CONFIG), str(tmp_path), options or None, resume=False)
+    assert cfg.env_cfg.get("cudnn_attention", False) is enabled
+    torch.backends.cuda.enable_cudnn_sdp(not enabled)
+    try:
+        ArcFlowRunner.from_cfg(cfg)
+        assert torch.backends.cuda.cudnn_sdp_enabled() is enabled
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

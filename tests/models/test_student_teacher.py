@@ -227,6 +227,16 @@ def test_half_precision_and_float32_trainables(arch, tiny):
     student.student_policy(x, SIGMA, cond).velocity(SIGMA).square().mean().backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trainable.values())
 
+    # Cast for sampling (as load_arcflow_adapter gives the student): every tensor bf16, the same
+    # policy up to bf16 rounding of the trainable tensors.
+    with torch.no_grad():
+        before = student.student_policy(x, SIGMA, cond).velocity(SIGMA)
+        student.set_trainable_dtype(torch.bfloat16)
+        after = student.student_policy(x, SIGMA, cond).velocity(SIGMA)
+    assert {p.dtype for p in student.parameters()} == {torch.bfloat16}
+    assert torch.allclose(after.float(), before.float(), atol=0.05, rtol=0.05)
+    assert not torch.equal(after.float(), before.float())
+
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_gradient_checkpointing_gives_the_same_gradients(arch, tiny):

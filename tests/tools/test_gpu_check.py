@@ -24,7 +24,10 @@ def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
         assert record["loss"] == record["loss"]  # finite, not NaN
     build = next(r for r in records if r["name"] == "build")
     assert build["num_components"] == 16 and 0 < build["trainable_params"] < build["params"]
-    assert build["dtype"] == "bfloat16"  # the GPU run's dtypes: bf16 base, fp32 trainable tensors
+    # The GPU run's dtypes: bf16 base; trainable tensors bf16 to sample (as the pipelines load
+    # them), fp32 to train.
+    assert build["dtype"] == "bfloat16"
+    assert build["trainable_dtype"] == {"sampling": "bfloat16", "training": "float32"}
     assert records[0]["name"] == "machine" and records[-1]["name"] == "total"
 
 

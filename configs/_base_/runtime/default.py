@@ -2,8 +2,13 @@
 # the project's EMA / checkpoint / throughput hooks, iteration-based progress.
 default_scope = "arcflow"
 
+# cudnn_attention=False: cuDNN's fused attention fails in the backward pass of FLUX.1-dev's
+# attention on an H200 (torch 2.11, CUDA 13.0); flash attention trains it (ArcFlowRunner).
 env_cfg = dict(
-    cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="nccl")
+    cudnn_benchmark=False,
+    cudnn_attention=False,
+    mp_cfg=dict(mp_start_method="fork"),
+    dist_cfg=dict(backend="nccl"),
 )
 
 default_hooks = dict(
