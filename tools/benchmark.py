@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed pac
 from arcflow.evaluation.benchmark import (  # noqa: E402
     Record,
     bench_loop,
+    bench_merged_loop,
     bench_pipeline,
     bench_step,
     emit,
@@ -151,23 +152,25 @@ def run(args: argparse.Namespace) -> list[Record]:
     resolution = args.resolution or (128 if args.tiny else 1024)
     for arch in dict.fromkeys(ARCH_ALIASES[a] for a in archs):
         student = build_random_student(student_config(arch, args.tiny, dtype), device)
+        student.set_trainable_dtype(dtype)  # as load_arcflow_adapter gives the student
         lengths = (TINY_TEXT_LENGTHS if args.tiny else TEXT_LENGTHS)[arch]
         cond = random_cond(student, args.batch, lengths, device)
         side = resolution // VAE_FACTOR
         noise = make_noise(args.batch, student.latent_channels, side, side, device=device)
-        keep(
-            bench_loop(
-                student,
-                cond,
-                noise,
-                args.nfe,
-                args.teacher_steps,
-                args.warmup,
-                args.repeats,
-                teacher_repeats,
-            )
+        loops = bench_loop(
+            student,
+            cond,
+            noise,
+            args.nfe,
+            args.teacher_steps,
+            args.warmup,
+            args.repeats,
+            teacher_repeats,
         )
+        keep(loops)
         keep(bench_step(student, cond, noise, args.warmup, args.step_repeats))
+        teacher = next(r for r in loops if r["name"] == "loop/teacher")
+        keep(bench_merged_loop(student, cond, noise, args.nfe, args.warmup, args.repeats, teacher))
         del student, cond
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -21,6 +21,8 @@ training casts them back to float32 and applies the training runtime's attention
    segments, 4 intermediate states) at 1024 x 1024, batch 1, gradient checkpointing on, the
    released optimiser (8-bit AdamW where bitsandbytes is installed, else AdamW): the time of the
    last iteration (the first one warms up) and the peak memory.
+4. ``loop/student_merged``, ``loop/speedup_merged``: the student loop again with its LoRA merged
+   into the base weights (``--merge-lora`` of the inference scripts), against the same teacher.
 
 A measurement that cannot fit (weights larger than the free memory, or a CUDA out-of-memory) is
 reported as ``status: skipped`` with the reason, and the script goes on. Every measurement is one
@@ -47,6 +49,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed pac
 from arcflow.evaluation.benchmark import (  # noqa: E402
     Record,
     bench_loop,
+    bench_merged_loop,
     bench_step,
     emit,
     machine_info,
@@ -188,13 +191,16 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
     cond = random_cond(student, 1, lengths, device)
     side = args.resolution // VAE_FACTOR
     noise = make_noise(1, student.latent_channels, side, side, device=device)
+    teacher = None  # the loop/teacher record, which the merged student's loop is compared to
     try:
         if time.perf_counter() - t0 > args.budget_s:
             yield skipped("loop", arch, f"time budget of {args.budget_s} s spent")
         else:
-            yield from bench_loop(
+            loops = bench_loop(
                 student, cond, noise, args.nfe, args.teacher_steps, 1, args.repeats, 1
             )
+            yield from loops
+            teacher = next(r for r in loops if r["name"] == "loop/teacher")
             yield from bench_step(student, cond, noise, 1, args.repeats)
     except torch.OutOfMemoryError as error:
         yield skipped("loop", arch, f"out of memory: {str(error).splitlines()[0]}")
@@ -216,6 +222,13 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
             yield bench_train(student, cond, side, device, args.train_iters)
     except torch.OutOfMemoryError as error:
         yield skipped("train/iteration", arch, f"out of memory: {str(error).splitlines()[0]}")
+
+    try:  # last: merging the LoRA removes the teacher
+        if teacher is not None:
+            student.set_trainable_dtype(dtype)
+            yield from bench_merged_loop(student, cond, noise, args.nfe, 1, args.repeats, teacher)
+    except torch.OutOfMemoryError as error:
+        yield skipped("loop/student_merged", arch, f"out of memory: {str(error).splitlines()[0]}")
     finally:
         del student, cond, noise
         gc.collect()

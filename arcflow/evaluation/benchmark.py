@@ -208,6 +208,33 @@ def bench_loop(
 
 
 @torch.no_grad()
+def bench_merged_loop(
+    student: ArcFlowStudent,
+    cond: Cond,
+    noise: torch.Tensor,
+    nfe: int,
+    warmup: int,
+    repeats: int,
+    teacher: Record,
+) -> list[Record]:
+    """The student loop after :meth:`ArcFlowStudent.merge_lora`, against ``teacher`` (the
+    ``loop/teacher`` record of :func:`bench_loop`). Merging removes the teacher: measure it last."""
+    device, arch = noise.device, student.arch.name
+    student.merge_lora()
+    reset_peak_memory(device)
+    timing = time_call(lambda: sample_student(student, noise, cond, nfe), device, warmup, repeats)
+    record = _record(
+        "loop/student_merged",
+        arch,
+        timing,
+        forwards=nfe,
+        per_forward_ms=round(timing.median_s * 1e3 / nfe, 3),
+        peak_mem_mb=round(peak_memory_mb(device)),
+    )
+    return [record, _speedup("loop/speedup_merged", arch, teacher, record)]
+
+
+@torch.no_grad()
 def bench_step(
     student: ArcFlowStudent, cond: Cond, noise: torch.Tensor, warmup: int, repeats: int
 ) -> list[Record]:

@@ -63,6 +63,11 @@ class ArcFlowPipelineMixin:
         self.arcflow_student = load_arcflow_adapter(self.transformer, path_or_repo, subfolder)
         return self.arcflow_student
 
+    def merge_arcflow_lora(self) -> None:
+        """Fold the loaded adapter's LoRA into the transformer's weights for faster sampling
+        (:meth:`ArcFlowStudent.merge_lora`); the teacher (``teacher_steps``) is gone afterwards."""
+        self.student.merge_lora()
+
     @property
     def student(self) -> ArcFlowStudent:
         if self.arcflow_student is None:

@@ -133,6 +133,12 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
         "side by side with the student's image (<name>_vs_teacher.png)",
     )
     parser.add_argument(
+        "--merge-lora",
+        action="store_true",
+        help="fold the LoRA into the base weights after loading: a student step then costs a "
+        "teacher step (about 9%% faster at full size); not with --teacher-steps",
+    )
+    parser.add_argument(
         "--guidance-scale",
         type=float,
         help="FLUX: embedded guidance (3.5; the tiny preset: its teacher's); Qwen-Image: the "
@@ -366,6 +372,8 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.merge_lora and args.teacher_steps:
+        parser.error("--merge-lora removes the teacher that --teacher-steps samples: drop one")
     quiet_libraries()
     import torch
     import torch.distributed as dist
@@ -384,6 +392,8 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_LOAD_ERROR
     pipe.set_progress_bar_config(disable=True)
+    if args.merge_lora:
+        pipe.merge_arcflow_lora()
 
     tiny = args.preset == "tiny"
     call: dict[str, Any] = dict(
@@ -407,6 +417,7 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         guidance_scale=guidance_scale,
         max_sequence_length=call["max_sequence_length"],
         dtype=dtype,
+        merge_lora=args.merge_lora,
     )
     write_images(pipe, args, prompts, call, settings, rank, world_size)
     if world_size > 1:

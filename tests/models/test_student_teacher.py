@@ -239,6 +239,27 @@ def test_half_precision_and_float32_trainables(arch, tiny):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_merge_lora_keeps_the_policy_and_removes_the_teacher(arch, tiny):
+    x, cond = tiny.latents(), tiny.cond(arch)
+    student = tiny.student(arch)
+    tiny.randomize(student)
+    trainable = {n: t.clone() for n, t in student.trainable_state_dict().items()}
+    with torch.no_grad():
+        teacher = student.teacher_velocity(x, SIGMA, cond)
+        before = student.student_policy(x, SIGMA, cond).velocity(SIGMA * 0.5)
+        student.merge_lora()
+        after = student.student_policy(x, SIGMA, cond).velocity(SIGMA * 0.5)
+        student.merge_lora()  # a second merge adds nothing
+        again = student.student_policy(x, SIGMA, cond).velocity(SIGMA * 0.5)
+    assert student.lora_merged
+    assert not torch.allclose(before, teacher, atol=1e-3)  # the LoRA matters here
+    assert torch.allclose(after, before, atol=1e-5) and torch.equal(again, after)
+    assert all(torch.equal(t, trainable[n]) for n, t in student.trainable_state_dict().items())
+    with pytest.raises(RuntimeError, match="merged"):
+        student.teacher_velocity(x, SIGMA, cond)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_gradient_checkpointing_gives_the_same_gradients(arch, tiny):
     x, cond = tiny.latents(), tiny.cond(arch)
     grads = []

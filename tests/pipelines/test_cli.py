@@ -78,6 +78,20 @@ def test_tiny_stack_writes_pngs_with_metadata(tiny_stacks, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_merge_lora_gives_the_same_image(tiny_stacks, tmp_path):
+    args = ["--model", str(tiny_stacks.model("flux")), "--adapter"]
+    args += [str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
+    args += ["--prompt", "a red circle", "--seed", "3"]
+    plain, merged = tmp_path / "plain.png", tmp_path / "merged.png"
+    assert cli.run(cli.FLUX, args + ["--out", str(plain)]) == 0
+    assert cli.run(cli.FLUX, args + ["--out", str(merged), "--merge-lora"]) == 0
+    (a, _), (b, text) = pixels_and_text(plain), pixels_and_text(merged)
+    assert json.loads(text["arcflow"])["merge_lora"] is True
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # float32: rounding only
+    with pytest.raises(SystemExit):
+        cli.run(cli.FLUX, args + ["--merge-lora", "--teacher-steps", "2"])
+
+
 def test_load_errors_are_one_message(tiny_stacks, tmp_path, capsys, monkeypatch):
     flux = ["--prompt", "x", "--out", str(tmp_path)]
     cases = [

@@ -110,6 +110,10 @@ def test_cli_writes_json_lines_and_a_table(bench_tool, tmp_path):
     )
     assert records["step/overhead"]["ratio"] >= 0 and records["step/move"]["median_ms"] > 0
     assert "| qwen_image | loop/speedup |" in table.read_text()
+    merged = records["loop/student_merged"]
+    assert merged["forwards"] == 2 and records["loop/speedup_merged"]["ratio"] == pytest.approx(
+        teacher["median_ms"] / merged["median_ms"], rel=0.01
+    )
 
 
 def test_full_size_needs_the_random_weights_flag(bench_tool):

@@ -15,7 +15,15 @@ def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     names = [(r.get("arch"), r["name"]) for r in records]
     for arch in ("flux", "qwen_image"):
-        for name in ("build", "loop/student", "loop/teacher", "loop/speedup", "train/iteration"):
+        for name in (
+            "build",
+            "loop/student",
+            "loop/teacher",
+            "loop/speedup",
+            "train/iteration",
+            "loop/student_merged",
+            "loop/speedup_merged",
+        ):
             assert (arch, name) in names, (arch, name)
     assert not [r for r in records if r.get("status") == "skipped"]
     train = [r for r in records if r["name"] == "train/iteration"]
