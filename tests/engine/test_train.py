@@ -218,8 +218,8 @@ def test_runner_applies_the_attention_backend_setting(enabled, tmp_path):
     from arcflow.engine.runner import ArcFlowRunner
 
     before = torch.backends.cuda.cudnn_sdp_enabled()
-    options = {"env_cfg.cudnn_attention": enabled} if enabled else {}
-    cfg = prepare_config(str(ROOT / CONFIG), str(tmp_path), options or None, resume=False)
+    options = {"env_cfg.cudnn_attention": True} if enabled else None  # None: the default
+    cfg = prepare_config(str(ROOT / CONFIG), str(tmp_path), options, resume=False)
     assert cfg.env_cfg.get("cudnn_attention", False) is enabled
     torch.backends.cuda.enable_cudnn_sdp(not enabled)
     try:
