@@ -169,8 +169,7 @@ def run(args: argparse.Namespace) -> list[Record]:
         )
         keep(loops)
         keep(bench_step(student, cond, noise, args.warmup, args.step_repeats))
-        teacher = next(r for r in loops if r["name"] == "loop/teacher")
-        keep(bench_merged_loop(student, cond, noise, args.nfe, args.warmup, args.repeats, teacher))
+        keep(bench_merged_loop(student, cond, noise, args.nfe, args.warmup, args.repeats, loops))
         del student, cond
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -191,7 +191,7 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
     cond = random_cond(student, 1, lengths, device)
     side = args.resolution // VAE_FACTOR
     noise = make_noise(1, student.latent_channels, side, side, device=device)
-    teacher = None  # the loop/teacher record, which the merged student's loop is compared to
+    loops = None  # the loop records, whose teacher the merged student's loop is compared to
     try:
         if time.perf_counter() - t0 > args.budget_s:
             yield skipped("loop", arch, f"time budget of {args.budget_s} s spent")
@@ -200,7 +200,6 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
                 student, cond, noise, args.nfe, args.teacher_steps, 1, args.repeats, 1
             )
             yield from loops
-            teacher = next(r for r in loops if r["name"] == "loop/teacher")
             yield from bench_step(student, cond, noise, 1, args.repeats)
     except torch.OutOfMemoryError as error:
         yield skipped("loop", arch, f"out of memory: {str(error).splitlines()[0]}")
@@ -224,9 +223,9 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
         yield skipped("train/iteration", arch, f"out of memory: {str(error).splitlines()[0]}")
 
     try:  # last: merging the LoRA removes the teacher
-        if teacher is not None:
+        if loops is not None:
             student.set_trainable_dtype(dtype)
-            yield from bench_merged_loop(student, cond, noise, args.nfe, 1, args.repeats, teacher)
+            yield from bench_merged_loop(student, cond, noise, args.nfe, 1, args.repeats, loops)
     except torch.OutOfMemoryError as error:
         yield skipped("loop/student_merged", arch, f"out of memory: {str(error).splitlines()[0]}")
     finally:

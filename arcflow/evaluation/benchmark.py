@@ -215,11 +215,12 @@ def bench_merged_loop(
     nfe: int,
     warmup: int,
     repeats: int,
-    teacher: Record,
+    loops: list[Record],
 ) -> list[Record]:
-    """The student loop after :meth:`ArcFlowStudent.merge_lora`, against ``teacher`` (the
-    ``loop/teacher`` record of :func:`bench_loop`). Merging removes the teacher: measure it last."""
+    """The student loop after :meth:`ArcFlowStudent.merge_lora`, against the teacher loop of
+    ``loops`` (what :func:`bench_loop` returned). Merging removes the teacher: measure it last."""
     device, arch = noise.device, student.arch.name
+    teacher = next(r for r in loops if r["name"] == "loop/teacher")
     student.merge_lora()
     reset_peak_memory(device)
     timing = time_call(lambda: sample_student(student, noise, cond, nfe), device, warmup, repeats)

@@ -6,7 +6,7 @@
 # export (checkpoints/tiny-flux-stage-a3/); exported to checkpoints/tiny-flux-stage-a4/ for stage B.
 # 2500 iterations (34.5 min here, ~1.45x A3's time per iteration): sampled with true CFG 7 on the
 # same 100 held-out one-object prompts, 73 % caption match against stage A3's 69 % (stars 7 vs 4 of
-# 26). Stage B on top of it does not yet keep the gain (docs/tiny_world.md).
+# 26). Stage B keeps the gain when it runs long enough (teacher_tiny_flux_guidance.py).
 _base_ = ["./teacher_tiny_flux_refine.py"]
 
 model = dict(
