@@ -43,9 +43,10 @@ class ArchAdapter(ABC):
     # Base constructor arguments the published config.json repeats (besides in/out_channels).
     published_arch_keys: ClassVar[tuple[str, ...]]
     full_config: ClassVar[dict[str, Any]]
-    # The stack ``growth.deepen_transformer`` grows: (module list, config key counting it, output
-    # projections of one block: zeroed, they make a block the identity on the residual stream).
-    growable_stack: ClassVar[tuple[str, str, tuple[str, ...]]]
+    # The stacks ``growth.deepen_transformer`` can grow, the default (an integer ``deepen``) first:
+    # module list -> (config key counting its blocks, output projections of one block: zeroed,
+    # they make a block the identity on the residual stream).
+    growable_stacks: ClassVar[dict[str, tuple[str, tuple[str, ...]]]]
 
     # ------------------------------------------------------------------ structure
     def check_transformer(self, transformer: nn.Module) -> None:
@@ -144,7 +145,13 @@ class FluxAdapter(ArchAdapter):
     transformer_cls = FluxTransformer2DModel
     published_class_name = "ArcFluxTransformer2DModel"
     input_embedder = "x_embedder"
-    growable_stack = ("single_transformer_blocks", "num_single_layers", ("proj_out",))
+    growable_stacks = {
+        "single_transformer_blocks": ("num_single_layers", ("proj_out",)),
+        "transformer_blocks": (
+            "num_layers",
+            ("attn.to_out.0", "attn.to_add_out", "ff.net.2", "ff_context.net.2"),
+        ),
+    }
     published_arch_keys = (
         "num_layers",
         "num_single_layers",
@@ -221,11 +228,12 @@ class QwenImageAdapter(ArchAdapter):
     transformer_cls = QwenImageTransformer2DModel
     published_class_name = "ArcQwenImageTransformer2DModel"
     input_embedder = "img_in"
-    growable_stack = (
-        "transformer_blocks",
-        "num_layers",
-        ("attn.to_out.0", "attn.to_add_out", "img_mlp.net.2", "txt_mlp.net.2"),
-    )
+    growable_stacks = {
+        "transformer_blocks": (
+            "num_layers",
+            ("attn.to_out.0", "attn.to_add_out", "img_mlp.net.2", "txt_mlp.net.2"),
+        ),
+    }
     published_arch_keys = (
         "num_layers",
         "attention_head_dim",

@@ -17,8 +17,9 @@ On the meta device the architecture comes from ``from_config`` (without it, from
 ``from_pretrained``'s config.json) and no weight is loaded (parameter counts, shape checks,
 exports). Elsewhere ``from_pretrained`` loads the weights (checked against
 ``from_config`` when both are given); without it the base is randomly initialised (tiny models).
-``deepen=2`` grows the loaded base to twice the depth in its growable stack without changing its
-output (``arcflow.models.growth``); ``from_config`` then describes the grown model.
+``deepen=2`` grows the loaded base to twice the depth in its default growable stack without
+changing its output, ``deepen=dict(transformer_blocks=2)`` a named stack
+(``arcflow.models.growth``); ``from_config`` then describes the grown model.
 A misspelt key is a TypeError.
 """
 
@@ -32,7 +33,7 @@ import torch
 from diffusers import ModelMixin
 
 from arcflow.models.arch import get_arch
-from arcflow.models.growth import deepen_transformer, deepened_config
+from arcflow.models.growth import Growth, deepen_transformer, deepened_config, growth_factors
 from arcflow.models.loading import build_transformer, load_base_transformer
 from arcflow.models.student import ArcFlowStudent
 
@@ -59,10 +60,11 @@ def build_base_from_cfg(
     from_pretrained: str | None = None,
     subfolder: str | None = "transformer",
     torch_dtype: torch.dtype | str | None = None,
-    deepen: int = 1,
+    deepen: Growth = 1,
 ) -> ModelMixin:
     """The base transformer of a ``transformer=dict(...)`` config entry (see the module doc)."""
-    if deepen != 1 and from_pretrained is None:
+    grows = any(factor != 1 for factor in growth_factors(arch, deepen).values())
+    if grows and from_pretrained is None:
         raise ValueError(
             f"transformer.deepen={deepen} grows a trained model: it needs "
             "transformer.from_pretrained (a random base is built at its size by from_config)"
@@ -82,7 +84,7 @@ def build_base_from_cfg(
             )
         return build_transformer(arch, from_config, device=device, torch_dtype=torch_dtype)
     transformer = load_base_transformer(from_pretrained, arch, torch_dtype, subfolder)
-    if deepen != 1:
+    if grows:
         transformer = deepen_transformer(transformer, arch, deepen)
     if from_config is not None:
         expected = get_arch(arch).full_config if from_config == "full" else from_config

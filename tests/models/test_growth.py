@@ -17,14 +17,20 @@ def _velocity(tiny, arch: str, transformer) -> torch.Tensor:
     )
 
 
-@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
-def test_deepened_model_computes_the_same_velocity(tiny, arch):
+# Every growable stack of each architecture (FLUX: single- and double-stream blocks).
+STACKS = [
+    (arch, stack) for arch in ("flux", "qwen_image") for stack in get_arch(arch).growable_stacks
+]
+
+
+@pytest.mark.parametrize(("arch", "stack_name"), STACKS)
+def test_deepened_model_computes_the_same_velocity(tiny, arch, stack_name):
     base = tiny.base(arch)
-    stack_name, count_key, _ = get_arch(arch).growable_stack
+    count_key, _ = get_arch(arch).growable_stacks[stack_name]
     depth = len(getattr(base, stack_name))
     with torch.no_grad():
         before = _velocity(tiny, arch, base)
-        deep = deepen_transformer(base, arch, factor=3)
+        deep = deepen_transformer(base, arch, {stack_name: 3})
         after = _velocity(tiny, arch, deep)
     assert len(getattr(deep, stack_name)) == 3 * depth
     assert deep.config[count_key] == 3 * depth
@@ -39,11 +45,11 @@ def test_deepened_model_computes_the_same_velocity(tiny, arch):
     assert (moved - before).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
-def test_new_blocks_learn_from_the_first_step(tiny, arch):
+@pytest.mark.parametrize(("arch", "stack_name"), STACKS)
+def test_new_blocks_learn_from_the_first_step(tiny, arch, stack_name):
     """The zeroed output projections get a gradient at once (their inputs are not zero)."""
-    deep = deepen_transformer(tiny.base(arch), arch)
-    stack_name, _, outputs = get_arch(arch).growable_stack
+    deep = deepen_transformer(tiny.base(arch), arch, {stack_name: 2})
+    _, outputs = get_arch(arch).growable_stacks[stack_name]
     _velocity(tiny, arch, deep).square().mean().backward()
     twin = getattr(deep, stack_name)[1]
     for name in outputs:
@@ -86,8 +92,25 @@ def test_config_entry_deepens_the_loaded_base(tiny, tmp_path):
         )
 
 
+def test_config_entry_grows_both_flux_stacks(tiny, tmp_path):
+    """An integer grows the default (single-stream) stack; a mapping names the stacks."""
+    tiny.base("flux").save_pretrained(tmp_path / "transformer")
+    built = build_base_from_cfg(
+        "flux",
+        "cpu",
+        from_pretrained=str(tmp_path),
+        deepen=dict(transformer_blocks=2, single_transformer_blocks=3),
+    )
+    assert (built.config.num_layers, built.config.num_single_layers) == (2, 3)
+    assert (len(built.transformer_blocks), len(built.single_transformer_blocks)) == (2, 3)
+    on_meta = build_base_from_cfg("flux", "meta", from_pretrained=str(tmp_path), deepen=2)
+    assert (on_meta.config.num_layers, on_meta.config.num_single_layers) == (1, 2)
+
+
 def test_deepen_needs_trained_weights(tiny):
     with pytest.raises(ValueError, match="needs transformer.from_pretrained"):
         build_base_from_cfg("flux", "cpu", from_config=tiny.configs["flux"], deepen=2)
     with pytest.raises(ValueError, match="positive integer"):
         deepen_transformer(build_transformer("flux", tiny.configs["flux"], "cpu"), "flux", 0)
+    with pytest.raises(ValueError, match=r"cannot deepen \['single_blocks'\].*growable stacks"):
+        build_base_from_cfg("flux", "meta", from_config="full", deepen=dict(single_blocks=2))
