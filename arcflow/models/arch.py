@@ -69,8 +69,8 @@ class ArchAdapter(ABC):
         """dtype the base network computes in (that of its input embedding)."""
         return getattr(transformer, self.input_embedder).weight.dtype
 
-    def lora_targets(self, transformer: nn.Module) -> list[str]:
-        return released_lora_targets(self.name, transformer)
+    def lora_targets(self, transformer: nn.Module, attention: bool = False) -> list[str]:
+        return released_lora_targets(self.name, transformer, attention)
 
     @abstractmethod
     def default_guidance_scale(self, transformer: ModelMixin) -> float | None:

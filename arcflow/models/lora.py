@@ -2,7 +2,9 @@
 
 Targets are resolved to explicit module paths of the given transformer (full-path regexes, then
 the list of matches), never to bare suffixes: ``proj_out`` as a suffix would also hit the top-level
-output projection, and no attention projection may be adapted.
+output projection. The released students adapt no attention projection; ``attention=True`` adds
+them (an option of this project, for students whose teacher's guidance changes what the image
+tokens attend to; the published adapter format stores any target list).
 """
 
 from __future__ import annotations
@@ -28,25 +30,43 @@ RELEASED_LORA_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-_QWEN_TXT_MLP = re.compile(r"transformer_blocks\.(\d+)\.txt_mlp\..*")
+# The attention projections: image-stream q/k/v/out and text-stream (add_*) q/k/v/out of the
+# dual-stream blocks; FLUX's single-stream blocks share q/k/v (their output is proj_out, above).
+ATTENTION_LORA_PATTERNS: dict[str, tuple[str, ...]] = {
+    "flux": (
+        r"transformer_blocks\.\d+\.attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)",
+        r"single_transformer_blocks\.\d+\.attn\.to_[qkv]",
+    ),
+    "qwen_image": (
+        r"transformer_blocks\.\d+\.attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)",
+    ),
+}
+
+# Qwen-Image's last block: only its image stream reaches norm_out, so what computes text-token
+# outputs there (text queries, text output projection, text MLP) feeds nothing.
+_QWEN_TEXT_ONLY = re.compile(
+    r"transformer_blocks\.(\d+)\.(txt_mlp\..*|attn\.(add_q_proj|to_add_out))"
+)
 
 
-def released_lora_targets(arch: str, transformer: nn.Module) -> list[str]:
-    """Module paths the released students adapt, for this transformer's depth.
+def released_lora_targets(arch: str, transformer: nn.Module, attention: bool = False) -> list[str]:
+    """Module paths the released students adapt, for this transformer's depth; ``attention``
+    adds the attention projections.
 
-    Qwen-Image: the text stream of the last block feeds nothing (only the image stream reaches
-    ``norm_out``), so its ``txt_mlp`` would get no gradient and is left out.
+    Qwen-Image: the text stream of the last block feeds nothing, so its modules that only compute
+    text-token outputs would get no gradient and are left out.
     """
     if arch not in RELEASED_LORA_PATTERNS:
         raise ValueError(f"unknown architecture {arch!r}; known: {sorted(RELEASED_LORA_PATTERNS)}")
-    patterns = [re.compile(p) for p in RELEASED_LORA_PATTERNS[arch]]
+    sources = RELEASED_LORA_PATTERNS[arch] + (ATTENTION_LORA_PATTERNS[arch] if attention else ())
+    patterns = [re.compile(p) for p in sources]
     last_block = len(transformer.transformer_blocks) - 1
     targets = []
     for name, module in transformer.named_modules():
         if not isinstance(module, nn.Linear) or not any(p.fullmatch(name) for p in patterns):
             continue
-        txt = _QWEN_TXT_MLP.fullmatch(name)
-        if arch == "qwen_image" and txt and int(txt.group(1)) == last_block:
+        text_only = _QWEN_TEXT_ONLY.fullmatch(name)
+        if arch == "qwen_image" and text_only and int(text_only.group(1)) == last_block:
             continue
         targets.append(name)
     return targets

@@ -56,6 +56,8 @@ class ArcFlowStudent(nn.Module):
         num_components: K, the mixture components (16 released; 1 is the linear shortcut).
         lora_rank, lora_alpha, lora_dropout, lora_init: the peft LoRA set-up; rank 0 adds none.
         lora_targets: module paths (or a peft regex); None gives the released list of the arch.
+        lora_attention: with ``lora_targets=None``, adapt the attention projections too (not in
+            the released students).
         guidance_scale: the teacher's guidance; None gives 3.5 (FLUX, embedded, the student gets it
             too) or 4.0 (Qwen-Image, true CFG in the teacher only).
         mean_bias_noise_std: std of the means bias noise at initialisation (0: exact teacher).
@@ -76,6 +78,7 @@ class ArcFlowStudent(nn.Module):
         lora_dropout: float = 0.05,
         lora_init: str | bool = "gaussian",
         lora_targets: list[str] | str | None = None,
+        lora_attention: bool = False,
         guidance_scale: float | None = None,
         mean_bias_noise_std: float = 0.05,
         init_seed: int = 0,
@@ -96,7 +99,16 @@ class ArcFlowStudent(nn.Module):
         self.lora_rank = lora_rank
         self.lora_alpha = lora_alpha
 
-        targets = adapter.lora_targets(transformer) if lora_targets is None else lora_targets
+        if lora_targets is not None and lora_attention:
+            raise ValueError(
+                "lora_attention=True extends the released targets; with explicit lora_targets, "
+                "list the attention projections there instead"
+            )
+        targets = (
+            adapter.lora_targets(transformer, lora_attention)
+            if lora_targets is None
+            else lora_targets
+        )
         generator = torch.Generator().manual_seed(init_seed)
         transformer.proj_out = ArcFlowHead(
             transformer.proj_out, num_components, PACK, mean_bias_noise_std, generator

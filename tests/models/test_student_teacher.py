@@ -185,6 +185,43 @@ def test_released_targets_on_the_full_architectures():
     assert not any(name.startswith("transformer_blocks.59.txt_mlp") for name in qwen)
 
 
+def test_attention_targets_on_the_full_architectures():
+    flux_base, qwen_base = (
+        build_transformer("flux", "full"),
+        build_transformer("qwen_image", "full"),
+    )
+    flux = released_lora_targets("flux", flux_base, attention=True)
+    qwen = released_lora_targets("qwen_image", qwen_base, attention=True)
+    # Released targets, then 8 projections per dual-stream block, 3 per single-stream block; the
+    # last Qwen-Image block's text query and text output projection compute nothing used.
+    assert set(released_lora_targets("flux", flux_base)) < set(flux)
+    assert len(flux) == 154 + 19 * 8 + 38 * 3 and len(qwen) == 240 + 60 * 8 - 2
+    assert {"transformer_blocks.18.attn.add_k_proj", "single_transformer_blocks.37.attn.to_q"} <= {
+        *flux
+    }
+    assert "transformer_blocks.59.attn.add_v_proj" in qwen
+    assert not {
+        "transformer_blocks.59.attn.add_q_proj",
+        "transformer_blocks.59.attn.to_add_out",
+    } & {*qwen}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_attention_adapter_reaches_the_policy(arch, tiny):
+    """No dead target: each LoRA B (zero at init) gets a gradient from the student's output."""
+    student = tiny.student(arch, lora_attention=True)
+    names = set(student.lora_layers())
+    assert any(".attn.add_k_proj" in name for name in names)
+    policy = student.student_policy(tiny.latents(), SIGMA, tiny.cond(arch))
+    (policy.velocity_means.square().mean() + policy.logits.square().mean()).backward()
+    lora_b = {n: p for n, p in student.trainable_named_parameters() if "lora_B" in n}
+    assert len(lora_b) == len(names)
+    dead = [n for n, p in lora_b.items() if p.grad is None or not p.grad.any()]
+    assert not dead
+    with pytest.raises(ValueError, match="list the attention projections there"):
+        tiny.student(arch, lora_attention=True, lora_targets=["proj_out"])
+
+
 def test_trainable_state_dict_round_trip_and_errors(tiny):
     student = tiny.student("flux")
     tiny.randomize(student)
