@@ -15,7 +15,8 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
    ``teacher_tiny_flux_refine.py`` (A3, A2 continued after a learning-rate restart),
    ``teacher_tiny_flux_deep.py`` (A4, A3 grown to twice the single-stream blocks) then
    ``teacher_tiny_flux_guidance.py`` (B, guidance distillation); Qwen ``teacher_tiny_qwen.py``
-   (A) then ``teacher_tiny_qwen_detail.py`` (A2); the last stage's EMA -> <stack>/transformer/;
+   (A), ``teacher_tiny_qwen_detail.py`` (A2) then ``teacher_tiny_qwen_refine.py`` (A3); the last
+   stage's EMA -> <stack>/transformer/;
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
    published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
    checkpoints/tiny-<arch>-linear/ (measured, not shipped);
@@ -51,7 +52,11 @@ TEACHER_STAGES = {
         ("A4", "teacher_tiny_flux_deep"),
         ("B", "teacher_tiny_flux_guidance"),
     ),
-    "qwen_image": (("A", "teacher_tiny_qwen"), ("A2", "teacher_tiny_qwen_detail")),
+    "qwen_image": (
+        ("A", "teacher_tiny_qwen"),
+        ("A2", "teacher_tiny_qwen_detail"),
+        ("A3", "teacher_tiny_qwen_refine"),
+    ),
 }
 
 

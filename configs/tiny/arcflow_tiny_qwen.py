@@ -5,7 +5,8 @@
 # paths harder to imitate than FLUX's embedded guidance), teacher-ratio decay 55 (released 1000 of
 # 15k for Qwen-Image: the shorter decay, scaled), lr 1e-3: the student starts from the unguided
 # teacher and has CFG 4 to learn, and at 5e-4 it kept 67 % of the teacher's caption match on 200
-# held-out one-object prompts against 86 % at 1e-3 (19.5 vs 25.0 %; LoRA rank 32 at 1e-3: 20.5 %).
+# held-out one-object prompts against 86 % at 1e-3 (19.5 vs 25.0 %; LoRA rank 32 at 1e-3: 20.5 %;
+# stage-A2 teacher). On the stage-A3 teacher, 2e-3 gave 26.0 % against 27.0 % at 1e-3.
 _base_ = ["./arcflow_tiny_flux.py"]
 
 _max_iters = 800
