@@ -10,4 +10,4 @@ _base_ = ["./teacher_tiny_qwen_detail.py"]
 model = dict(
     transformer=dict(from_pretrained="checkpoints/tiny-qwen-stage-a2", subfolder="transformer"),
 )
-optim_wrapper = dict(optimizer=dict(lr=3e-4))  # A2's schedule (3000 iterations) restarted, lower peak
+optim_wrapper = dict(optimizer=dict(lr=3e-4))  # A2's 3000-iteration schedule, lower peak
