@@ -9,8 +9,8 @@ other weights, so its attention and MLP produce useful features from the first s
 output projections start from nothing.
 
 Growable stacks (``ArchAdapter.growable_stacks``): FLUX's single-stream blocks (the default) and
-its double-stream blocks, the only ones where image tokens read the text through their own
-projections; Qwen-Image's dual-stream blocks, the only stack it has. ``deepen`` is a factor for
+its double-stream blocks, where text and image tokens keep separate weights; Qwen-Image's
+dual-stream blocks, the only stack it has. ``deepen`` is a factor for
 the default stack or a mapping ``{stack name: factor}``.
 """
 

@@ -103,6 +103,23 @@ def test_save_load_round_trip(arch, tiny, tmp_path):
         assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_attention_adapters_round_trip(arch, tiny, tmp_path):
+    """An adapter with LoRA on the attention projections loads with the same targets and output:
+    the loader reads the target list from the file's keys."""
+    student = tiny.student(arch, lora_attention=True).eval()
+    tiny.randomize(student)
+    with torch.no_grad():
+        for _, param in student.trainable_named_parameters():
+            param.copy_(param.half())
+    save_arcflow_adapter(student, tmp_path)
+    loaded = load_arcflow_adapter(tiny.base(arch), tmp_path)
+    assert set(loaded.lora_layers()) == set(student.lora_layers())
+    assert any(".attn.to_q" in name for name in loaded.lora_layers())
+    for got, want in zip(outputs(loaded, tiny, arch), outputs(student, tiny, arch)):
+        assert torch.equal(got, want)
+
+
 def write_folder(path, arch, tiny, k=5, rank=3, tensors=None, **config_overrides):
     """A published-format folder written from the documented keys, not by our exporter."""
     base_config = tiny.configs[arch]

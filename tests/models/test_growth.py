@@ -103,6 +103,13 @@ def test_config_entry_grows_both_flux_stacks(tiny, tmp_path):
     )
     assert (built.config.num_layers, built.config.num_single_layers) == (2, 3)
     assert (len(built.transformer_blocks), len(built.single_transformer_blocks)) == (2, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            _velocity(tiny, "flux", built),
+            _velocity(tiny, "flux", tiny.base("flux")),
+            rtol=0,
+            atol=1e-6,
+        )
     on_meta = build_base_from_cfg("flux", "meta", from_pretrained=str(tmp_path), deepen=2)
     assert (on_meta.config.num_layers, on_meta.config.num_single_layers) == (1, 2)
 
