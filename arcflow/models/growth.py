@@ -10,8 +10,8 @@ output projections start from nothing.
 
 Growable stacks (``ArchAdapter.growable_stacks``): FLUX's single-stream blocks (the default) and
 its double-stream blocks, where text and image tokens keep separate weights; Qwen-Image's
-dual-stream blocks, the only stack it has. ``deepen`` is a factor for
-the default stack or a mapping ``{stack name: factor}``.
+dual-stream blocks, the only stack it has. ``deepen`` is a factor for the default stack or a
+mapping ``{stack name: factor}``.
 """
 
 from __future__ import annotations

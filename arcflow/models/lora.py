@@ -32,14 +32,12 @@ RELEASED_LORA_PATTERNS: dict[str, tuple[str, ...]] = {
 
 # The attention projections: image-stream q/k/v/out and text-stream (add_*) q/k/v/out of the
 # dual-stream blocks; FLUX's single-stream blocks share q/k/v (their output is proj_out, above).
+_DUAL_STREAM_ATTENTION = (
+    r"transformer_blocks\.\d+\.attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)"
+)
 ATTENTION_LORA_PATTERNS: dict[str, tuple[str, ...]] = {
-    "flux": (
-        r"transformer_blocks\.\d+\.attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)",
-        r"single_transformer_blocks\.\d+\.attn\.to_[qkv]",
-    ),
-    "qwen_image": (
-        r"transformer_blocks\.\d+\.attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)",
-    ),
+    "flux": (_DUAL_STREAM_ATTENTION, r"single_transformer_blocks\.\d+\.attn\.to_[qkv]"),
+    "qwen_image": (_DUAL_STREAM_ATTENTION,),
 }
 
 # Qwen-Image's last block: only its image stream reaches norm_out, so what computes text-token
