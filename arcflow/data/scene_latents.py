@@ -9,6 +9,7 @@ the split, the seed and the number of scenes: a retrained VAE never reuses stale
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,7 +20,14 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from arcflow.data.prompt_cache import write_atomic
-from arcflow.data.scenes import image_to_tensor, render, sample_item
+from arcflow.data.scenes import (
+    COLORS,
+    SHAPES,
+    SIZES,
+    image_to_tensor,
+    render,
+    sample_item,
+)
 
 
 def object_mask(images: torch.Tensor, radius: int = 4) -> torch.Tensor:
@@ -54,6 +62,10 @@ class SceneLatentDataset(Dataset):
         cache_dir: where the encoded file lives; built on first use (with a progress bar),
             written atomically.
         batch_size: scenes per VAE call while building.
+        repeat: scenes holding an object described by a phrase of colour / size / shape words
+            appear that many times per epoch (the largest factor of their objects), e.g.
+            ``{"large star": 3}``: more of the training signal goes to what the model gets wrong,
+            from the same cached latents. Per caption the conditional distribution is unchanged.
     """
 
     def __init__(
@@ -64,9 +76,12 @@ class SceneLatentDataset(Dataset):
         split: str = "train",
         cache_dir: str = "work_dirs/latent_cache",
         batch_size: int = 64,
+        repeat: Mapping[str, int] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
+        repeat = dict(repeat or {})
+        phrases = {phrase: _phrase_words(phrase, factor) for phrase, factor in repeat.items()}
         from arcflow.models.loading import folder_fingerprint
 
         # The weights and config.json (its latent scale) of the VAE define the latents.
@@ -83,6 +98,11 @@ class SceneLatentDataset(Dataset):
             self.mask = handle.get_tensor("object_mask")
         if len(self.prompts) != len(self.latents) or len(self.latents) != size:
             raise RuntimeError(f"{self.path} is inconsistent; delete it to rebuild the cache")
+        self.index = torch.arange(size)
+        if phrases:
+            self.index = torch.repeat_interleave(
+                self.index, _repeat_factors(split, seed, size, phrases, repeat)
+            )
 
     def _build(self, pretrained: str, size: int, seed: int, split: str, batch_size: int) -> None:
         from arcflow.models.flow_matching import load_vae
@@ -104,14 +124,46 @@ class SceneLatentDataset(Dataset):
         write_atomic(self.path, save(tensors, metadata={"prompts": json.dumps(prompts)}))
 
     def __len__(self) -> int:
-        return len(self.latents)
+        return len(self.index)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        index = int(self.index[index])
         return {
             "latents": self.latents[index],
             "object_mask": self.mask[index],
             "prompt": self.prompts[index],
         }
+
+
+def _repeat_factors(
+    split: str, seed: int, size: int, phrases: dict[str, set[str]], repeat: dict[str, int]
+) -> torch.Tensor:
+    """(size,) int64: per scene, the largest factor of a phrase one of its objects matches, or 1.
+
+    Scenes are a pure function of (split, seed, index), so their objects are re-drawn here rather
+    than stored in the cache (no rendering: ~1 s for 32768 scenes).
+    """
+    factors = []
+    for i in range(size):
+        scene, _ = sample_item(split, seed, i)
+        words = [{obj.color, obj.size, obj.shape} for obj in scene.objects]
+        matched = [repeat[p] for p, need in phrases.items() for have in words if need <= have]
+        factors.append(max(matched, default=1))
+    return torch.tensor(factors)
+
+
+def _phrase_words(phrase: str, factor: int) -> set[str]:
+    """The attribute words of a ``repeat`` phrase, checked against the scene vocabulary."""
+    words = set(phrase.split())
+    unknown = words - {*COLORS, *SIZES, *SHAPES}
+    if not words or unknown:
+        raise ValueError(
+            f"repeat phrase {phrase!r} must be colour / size / shape words "
+            f"({', '.join([*COLORS, *SIZES, *SHAPES])}); unknown: {sorted(unknown) or 'empty'}"
+        )
+    if not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"repeat factor of {phrase!r} must be a positive integer, got {factor!r}")
+    return words
 
 
 __all__ = ["SceneLatentDataset", "object_mask"]

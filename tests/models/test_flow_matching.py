@@ -8,7 +8,7 @@ from mmengine.optim import OptimWrapper
 from torch.utils.data import default_collate
 
 from arcflow.data.scene_latents import SceneLatentDataset
-from arcflow.data.scenes import SceneDataset
+from arcflow.data.scenes import SceneDataset, sample_item
 from arcflow.data.tiny_stack import (
     ASSEMBLERS,
     LATENT_CHANNELS,
@@ -145,3 +145,33 @@ def test_cached_scene_latents_give_the_image_loss(stacks, arch, tmp_path):
     assert cached["object_mask"].shape == (6, 1, *latents.shape[-2:])
     assert 0 < cached["object_mask"].mean() < 0.5  # objects: a minority of each scene
     assert _fixed_loss(model, cached) == pytest.approx(_fixed_loss(model, images), rel=1e-5)
+
+
+def test_scene_latents_repeat_the_scenes_a_phrase_describes(stacks, tmp_path):
+    """``repeat`` shows each scene with a matching object that many times (the largest factor of
+    its objects), the others once, with the cached items unchanged; bad phrases are named."""
+    plain = SceneLatentDataset(stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path))
+    repeat = {"large star": 3, "star": 2, "red": 2}
+    view = SceneLatentDataset(
+        stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path), repeat=repeat
+    )
+    expected = []
+    for i in range(40):
+        scene, prompt = sample_item("train", 0, i)
+        assert plain.prompts[i] == prompt  # the cache holds the scenes drawn again here
+        factor = 1
+        for obj in scene.objects:
+            if obj.shape == "star":
+                factor = max(factor, 3 if obj.size == "large" else 2)
+            if obj.color == "red":
+                factor = max(factor, 2)
+        expected += [i] * factor
+    assert view.index.tolist() == expected and len(view) == len(expected) > 40
+    assert {expected.count(i) for i in range(40)} == {1, 2, 3}  # every case occurs in 40 scenes
+    for position, i in enumerate(expected):
+        assert view[position]["prompt"] == plain[i]["prompt"]
+        assert torch.equal(view[position]["latents"], plain[i]["latents"])
+
+    for bad, named in (({"huge star": 2}, "huge"), ({"star": 0}, "positive integer")):
+        with pytest.raises(ValueError, match=named):
+            SceneLatentDataset(stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path), repeat=bad)
