@@ -13,7 +13,8 @@ batch so that its images are at hand):
 
 - Fréchet distance to the reference's samples and to real data, in each feature space given (the
   tiny world's attribute evaluator; Inception or CLIP for real models);
-- caption match, overall, per attribute, and both again per object count (tiny world);
+- caption match, overall, per attribute, and both again per object count; for one-object prompts
+  that state a size, caption match per stated size and shape ("large star") (tiny world);
 - agreement from the same noise: pixel PSNR of the 8-bit images and latent MSE;
 - diversity: mean pairwise feature distance across the seeds of one prompt;
 - wall time of the sampling loop per image, NFE (transformer forwards) and speed-up.
@@ -45,7 +46,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from arcflow.data.scenes import parse_caption
+from arcflow.data.scenes import SHAPES, SIZES, parse_caption
 from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.features import ClipScorer, FeatureSpace, to_signed, to_uint8
 from arcflow.evaluation.metrics import diversity, frechet_distance, latent_mse, psnr
@@ -153,6 +154,8 @@ class SamplerResult:
     attribute_accuracy: dict[str, float] = field(default_factory=dict)
     # per object count: "match" and the attribute accuracies over that count's prompts
     accuracy_by_objects: dict[int, dict[str, float]] = field(default_factory=dict)
+    # one-object prompts stating a size, by "<size> <shape>": {"match": rate, "prompts": count}
+    match_by_object: dict[str, dict[str, float]] = field(default_factory=dict)
     psnr_vs_teacher_db: float | None = None
     latent_mse_vs_teacher: float | None = None
     clip_score: float | None = None
@@ -212,22 +215,43 @@ def _frechet(features: torch.Tensor, reference: torch.Tensor) -> float:
     return frechet_distance(features, reference)
 
 
+@dataclass
+class CaptionScores:
+    """What the attribute evaluator reads off one sampler's (or reference's) images."""
+
+    match: float
+    attribute_accuracy: dict[str, float]
+    accuracy_by_objects: dict[int, dict[str, float]]  # {1: {"match": .., "color": ..}, 2: ..}
+    match_by_object: dict[str, dict[str, float]]  # {"large star": {"match": .., "prompts": n}}
+
+
 def _caption_scores(
     evaluator: AttributeEvaluator, images: torch.Tensor, prompts: list[str]
-) -> tuple[float, dict[str, float], dict[int, dict[str, float]]]:
-    """Caption match of ``(N, 3, H, W)`` uint8 images of ``prompts``: the overall match, the
-    per-attribute accuracies, and both per object count (``{1: {"match": .., "color": ..}}``)."""
+) -> CaptionScores:
+    """Caption match of ``(N, 3, H, W)`` uint8 images of ``prompts``: overall, per attribute, per
+    object count, and per stated size and shape of the one-object prompts that state a size
+    (where a teacher fails is often one kind of object: large stars, say)."""
     signed = to_signed(images)
-    accuracy = evaluator.score(signed, prompts).accuracy
-    counts = [len(parse_caption(p)) for p in prompts]
+    score = evaluator.score(signed, prompts)
+    accuracy = dict(score.accuracy)
+    specs = [parse_caption(p) for p in prompts]
     by_objects: dict[int, dict[str, float]] = {}
-    for n in sorted(set(counts)):
+    for n in sorted({len(s) for s in specs}):
         # Attribute accuracies average over stated attributes, so a count's own accuracies need
         # a score of its own images, not a slice of the overall one.
-        index = [i for i, count in enumerate(counts) if count == n]
+        index = [i for i, spec in enumerate(specs) if len(spec) == n]
         by_objects[n] = evaluator.score(signed[index], [prompts[i] for i in index]).accuracy
-    match = accuracy.pop("match")
-    return match, accuracy, by_objects
+    kinds: dict[tuple[str, str], list[bool]] = {}
+    for spec, matched in zip(specs, score.match.tolist()):
+        if len(spec) == 1 and spec[0]["size"] is not None:
+            kinds.setdefault((spec[0]["shape"], spec[0]["size"]), []).append(matched)
+    by_object = {
+        f"{size} {shape}": {"match": sum(hits) / len(hits), "prompts": len(hits)}
+        for (shape, size), hits in sorted(
+            kinds.items(), key=lambda kind: (SHAPES.index(kind[0][0]), SIZES.index(kind[0][1]))
+        )
+    }
+    return CaptionScores(accuracy.pop("match"), accuracy, by_objects, by_object)
 
 
 @torch.no_grad()
@@ -378,9 +402,11 @@ def evaluate(
         if got.clip:
             row.clip_score = torch.cat(got.clip).mean().item()
         if evaluator is not None:
-            row.caption_match, row.attribute_accuracy, row.accuracy_by_objects = _caption_scores(
-                evaluator, torch.cat(got.images), texts
-            )
+            scores = _caption_scores(evaluator, torch.cat(got.images), texts)
+            row.caption_match = scores.match
+            row.attribute_accuracy = scores.attribute_accuracy
+            row.accuracy_by_objects = scores.accuracy_by_objects
+            row.match_by_object = scores.match_by_object
         results.append(row)
     if reference is not None:
         ref_seconds = collected[reference.name].seconds
@@ -430,8 +456,11 @@ def _reference_rows(
         rows["vae"][f"fid_vs_data_{space.name}"] = _frechet(space(recon), real_features[space.name])
     if evaluator is not None:
         for name, images in (("data", real_images), ("vae", recon)):
-            match, attributes, by_objects = _caption_scores(evaluator, images, prompts)
+            scores = _caption_scores(evaluator, images, prompts)
             rows[name].update(
-                caption_match=match, attribute_accuracy=attributes, accuracy_by_objects=by_objects
+                caption_match=scores.match,
+                attribute_accuracy=scores.attribute_accuracy,
+                accuracy_by_objects=scores.accuracy_by_objects,
+                match_by_object=scores.match_by_object,
             )
     return rows

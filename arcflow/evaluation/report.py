@@ -36,7 +36,7 @@ def markdown_table(result: EvaluationResult) -> str:
             "",
             f"(vae): the rendered scenes encoded (posterior mean) and decoded: {db} dB PSNR.",
         ]
-    lines += _caption_table(result) + _standard_table(result)
+    lines += _caption_table(result) + _object_table(result) + _standard_table(result)
     return "\n".join(lines) + "\n"
 
 
@@ -96,6 +96,23 @@ def _caption_table(result: EvaluationResult) -> list[str]:
             cells = [_fmt(values.get(k), percent=True) for k in ["match", *attributes]]
             rows.append([name, objects, *cells])
     return ["", *_table(["sampler", "objects", "caption match", *attributes], rows)]
+
+
+def _object_table(result: EvaluationResult) -> list[str]:
+    """One-object caption match per stated size and shape (prompts that state a size)."""
+    scored = {row.name: row.match_by_object for row in result.samplers}
+    for name, values in result.references.items():
+        scored[f"({name})"] = values.get("match_by_object", {})
+    kinds = next((by_object for by_object in scored.values() if by_object), None)
+    if kinds is None:
+        return []
+    header = ["sampler", *(f"{kind} ({int(v['prompts'])})" for kind, v in kinds.items())]
+    rows = [
+        [name, *(_fmt(by_object.get(kind, {}).get("match"), percent=True) for kind in kinds)]
+        for name, by_object in scored.items()
+    ]
+    caption = "One-object prompts that state a size: caption match per size and shape (prompts)."
+    return ["", caption, "", *_table(header, rows)]
 
 
 def _standard_table(result: EvaluationResult) -> list[str]:

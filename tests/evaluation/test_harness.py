@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from arcflow.data.scenes import heldout_prompts, render_batch
+from arcflow.data.scenes import Scene, SceneObject, heldout_prompts, render_batch
 from arcflow.evaluation import harness
 from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.features import ClipScorer, EvaluatorFeatures, InceptionFeatures, to_uint8
@@ -92,6 +92,7 @@ def test_every_sampler_is_measured(run):
         assert set(row.attribute_accuracy) >= {"color", "shape", "count"}
         assert set(row.accuracy_by_objects) == {2}  # these 4 held-out scenes hold 2 objects
         assert row.accuracy_by_objects[2]["match"] == row.caption_match
+        assert row.match_by_object == {}  # no one-object prompts here
         if row is not teacher:
             assert 0 < row.psnr_vs_teacher_db < PSNR_CAP_DB
             assert row.latent_mse_vs_teacher > 0 and row.fid_vs_teacher["evaluator"] >= 0
@@ -100,6 +101,38 @@ def test_every_sampler_is_measured(run):
     assert set(result.references) == {"data", "vae"}
     assert 0 < result.references["vae"]["psnr_vs_data_db"] < PSNR_CAP_DB
     assert result.settings["machine"]["torch"] == torch.__version__
+
+
+def test_caption_match_per_stated_size_and_shape():
+    """Rendered scenes match their own captions under the shipped evaluator and a swapped one does
+    not: the per-object table counts exactly that, by stated size and shape, leaving out unstated
+    sizes and two-object prompts."""
+    evaluator = AttributeEvaluator.from_pretrained(ROOT / "checkpoints" / "tiny-evaluator")
+
+    def scene(*objects: tuple[str, str, str]) -> Scene:
+        return Scene(
+            tuple(SceneObject(c, shape, size, p) for c, shape, size, p in objects), ("gray",)
+        )
+
+    star, circle = ("red", "star", "large", "center"), ("blue", "circle", "large", "center")
+    cases = [
+        ("a large red star in the center", scene(star)),
+        ("a large red star in the center", scene(("red", "circle", "large", "center"))),
+        ("a small red star in the center", scene(("red", "star", "small", "center"))),
+        ("a red star in the center", scene(star)),  # no size stated: not in the table
+        ("a large blue circle in the center", scene(circle)),
+        ("a large blue circle at the top left and a large red star in the center",
+         scene(("blue", "circle", "large", "top left"), star)),
+    ]  # fmt: skip
+    images = to_uint8(render_batch([s for _, s in cases]))
+    scores = harness._caption_scores(evaluator, images, [p for p, _ in cases])
+    assert scores.match_by_object == {
+        "large circle": {"match": 1.0, "prompts": 1},
+        "small star": {"match": 1.0, "prompts": 1},
+        "large star": {"match": 0.5, "prompts": 2},
+    }
+    assert list(scores.match_by_object) == ["large circle", "small star", "large star"]
+    assert scores.match == pytest.approx(5 / 6)
 
 
 def test_images_are_the_pipelines_from_the_same_noise(run, flux_pipe):
@@ -279,9 +312,13 @@ def test_cli_splits_object_counts_and_reconstructs_the_scenes(
         # 2 prompts of each count: the overall match is the mean of the two
         halves = (by_objects["1"]["match"] + by_objects["2"]["match"]) / 2
         assert row["caption_match"] == pytest.approx(halves)
+        # of the one-object prompts only the second states a size ("a large white circle ...")
+        assert list(row["match_by_object"]) == ["large circle"]
+        assert row["match_by_object"]["large circle"]["prompts"] == 1
     table = (tmp_path / "results.md").read_text()
     for name in ("teacher2", "arcflow1", "(data)", "(vae)"):
         assert all(f"| {name} | {objects} |" in table for objects in ("all", "1", "2"))
+    assert "| sampler | large circle (1) |" in table
 
     # The (vae) row, independently: the same scenes through the stack's VAE (posterior mean).
     pairs = heldout_prompts(2, 0, num_objects=1) + heldout_prompts(2, 0, num_objects=2)
