@@ -66,6 +66,13 @@ class SceneLatentDataset(Dataset):
             appear that many times per epoch (the largest factor of their objects), e.g.
             ``{"large star": 3}``: more of the training signal goes to what the model gets wrong,
             from the same cached latents. Per caption the conditional distribution is unchanged.
+        size_omitted: None keeps the cached captions (each object's size left out with
+            probability ``SIZE_OMITTED_PROBABILITY``); a value re-draws them with that probability
+            instead, the same captions but for size words. Why 0 helps a teacher: held-out
+            prompts ask for (colour, shape, size, position) combinations that training never
+            shows, so a (colour, shape, position) seen with one size only comes with that size
+            in every caption that leaves the size out, and the model learns to draw it whatever
+            size a prompt states.
     """
 
     def __init__(
@@ -77,9 +84,12 @@ class SceneLatentDataset(Dataset):
         cache_dir: str = "work_dirs/latent_cache",
         batch_size: int = 64,
         repeat: Mapping[str, int] | None = None,
+        size_omitted: float | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
+        if size_omitted is not None and not 0.0 <= size_omitted <= 1.0:
+            raise ValueError(f"size_omitted is a probability in [0, 1], got {size_omitted}")
         repeat = dict(repeat or {})
         phrases = {phrase: _phrase_words(phrase, factor) for phrase, factor in repeat.items()}
         from arcflow.models.loading import folder_fingerprint
@@ -98,6 +108,10 @@ class SceneLatentDataset(Dataset):
             self.mask = handle.get_tensor("object_mask")
         if len(self.prompts) != len(self.latents) or len(self.latents) != size:
             raise RuntimeError(f"{self.path} is inconsistent; delete it to rebuild the cache")
+        if size_omitted is not None:
+            self.prompts = [
+                sample_item(split, seed, i, size_omitted=size_omitted)[1] for i in range(size)
+            ]
         self.index = torch.arange(size)
         if phrases:
             self.index = torch.repeat_interleave(

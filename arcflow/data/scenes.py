@@ -297,7 +297,7 @@ _TWO_OBJECT_TEMPLATES = (
     "{a} {pa} and {b} {pb} on {bg}",
 )
 _BACKGROUND_TEMPLATES = ("a {0} background", "a {0} and {1} background")
-_SIZE_OMITTED_PROBABILITY = 0.25
+SIZE_OMITTED_PROBABILITY = 0.25  # per object: the caption leaves its size out
 
 
 def relation_holds(relation: str, first: str, second: str) -> bool:
@@ -310,17 +310,23 @@ def _choice(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> s
     return options[int(rng.integers(len(options)))]
 
 
-def _noun_phrase(obj: SceneObject, rng: np.random.Generator) -> str:
+def _noun_phrase(obj: SceneObject, rng: np.random.Generator, size_omitted: float) -> str:
     words = ["a"]
-    if rng.random() >= _SIZE_OMITTED_PROBABILITY:
+    if rng.random() >= size_omitted:
         words.append(obj.size)
     return " ".join([*words, obj.color, obj.shape])
 
 
-def caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A random caption true of the scene; any relation it states holds for its positions."""
+def caption(
+    scene: Scene, rng: np.random.Generator, size_omitted: float = SIZE_OMITTED_PROBABILITY
+) -> str:
+    """A random caption true of the scene; any relation it states holds for its positions.
+
+    ``size_omitted``: the probability that an object's size is left out. The random draws do not
+    depend on it, so captions of one ``rng`` state differ between values only in size words.
+    """
     fields = {
-        "a": _noun_phrase(scene.objects[0], rng),
+        "a": _noun_phrase(scene.objects[0], rng, size_omitted),
         "pa": _choice(rng, _POSITION_PHRASES[scene.objects[0].position]),
         "bg": _BACKGROUND_TEMPLATES[len(scene.background) - 1].format(*scene.background),
     }
@@ -329,7 +335,7 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     first, second = scene.objects[0].position, scene.objects[1].position
     true_relations = [r for r in RELATIONS if relation_holds(r, first, second)]
     fields |= {
-        "b": _noun_phrase(scene.objects[1], rng),
+        "b": _noun_phrase(scene.objects[1], rng, size_omitted),
         "pb": _choice(rng, _POSITION_PHRASES[second]),
         "rel": _choice(rng, _RELATION_PHRASES[_choice(rng, true_relations)]),
     }
@@ -416,19 +422,21 @@ def sample_item(
     index: int,
     num_objects: int | None = None,
     edit: Callable[[Scene], Scene] | None = None,
+    size_omitted: float = SIZE_OMITTED_PROBABILITY,
 ) -> tuple[Scene, str]:
     """The (scene, caption) at ``index`` of a split: a pure function of its arguments.
 
     ``edit``: caption ``edit(scene)`` instead, with the same template and wording draws, so that
     the caption differs from the true one only where the edit changed the scene (counterfactual
     captions: :mod:`arcflow.evaluation.caption_probe`). The returned scene is the true one.
+    ``size_omitted``: see :func:`caption` (the scene does not depend on it).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     sample = sample_scene if split == "train" else sample_heldout_scene
     scene = sample(rng, num_objects)
-    return scene, caption(scene if edit is None else edit(scene), rng)
+    return scene, caption(scene if edit is None else edit(scene), rng, size_omitted)
 
 
 def heldout_prompts(

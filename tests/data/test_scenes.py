@@ -36,6 +36,26 @@ def test_dataset_is_deterministic_from_seed() -> None:
     assert [a[i]["prompt"] for i in range(20)] != [other[i]["prompt"] for i in range(20)]
 
 
+def test_size_omission_changes_only_size_words() -> None:
+    """``size_omitted`` 0 states every object's size, 1 none; the scene and every other word of
+    the caption are the default draw's."""
+    sizes = set(SIZES)
+    stated = omitted = 0
+    for i in range(300):
+        scene, default = sample_item("train", 0, i)
+        always_scene, always = sample_item("train", 0, i, size_omitted=0.0)
+        never_scene, never = sample_item("train", 0, i, size_omitted=1.0)
+        assert scene == always_scene == never_scene
+        assert [o.size for o in scene.objects] == [s["size"] for s in parse_caption(always)]
+        assert all(spec["size"] is None for spec in parse_caption(never))
+        words = [[w for w in text.split() if w not in sizes] for text in (default, always, never)]
+        assert words[0] == words[1] == words[2]
+        specs = parse_caption(default)
+        stated += sum(spec["size"] is not None for spec in specs)
+        omitted += sum(spec["size"] is None for spec in specs)
+    assert 0.15 < omitted / (stated + omitted) < 0.35  # the default leaves about a quarter out
+
+
 def test_dataset_items_collate() -> None:
     batch = next(iter(DataLoader(SceneDataset("heldout", seed=0, length=8), batch_size=4)))
     assert batch["image"].shape == (4, 3, IMAGE_SIZE, IMAGE_SIZE)

@@ -8,7 +8,7 @@ from mmengine.optim import OptimWrapper
 from torch.utils.data import default_collate
 
 from arcflow.data.scene_latents import SceneLatentDataset
-from arcflow.data.scenes import SceneDataset, sample_item
+from arcflow.data.scenes import SceneDataset, parse_caption, sample_item
 from arcflow.data.tiny_stack import (
     ASSEMBLERS,
     LATENT_CHANNELS,
@@ -175,3 +175,21 @@ def test_scene_latents_repeat_the_scenes_a_phrase_describes(stacks, tmp_path):
     for bad, named in (({"huge star": 2}, "huge"), ({"star": 0}, "positive integer")):
         with pytest.raises(ValueError, match=named):
             SceneLatentDataset(stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path), repeat=bad)
+
+
+def test_scene_latents_can_state_every_size(stacks, tmp_path):
+    """``size_omitted=0``: the cached latents with captions that state every object's size."""
+    plain = SceneLatentDataset(stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path))
+    sized = SceneLatentDataset(
+        stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path), size_omitted=0.0
+    )
+    assert sized.path == plain.path  # one cache: latents do not depend on the captions
+    assert sized.prompts != plain.prompts
+    for i in range(40):
+        scene, _ = sample_item("train", 0, i)
+        assert [s["size"] for s in parse_caption(sized[i]["prompt"])] == [
+            obj.size for obj in scene.objects
+        ]
+        assert torch.equal(sized[i]["latents"], plain[i]["latents"])
+    with pytest.raises(ValueError, match="probability"):
+        SceneLatentDataset(stacks["flux"], size=40, cache_dir=str(tmp_path), size_omitted=1.5)
