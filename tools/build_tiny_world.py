@@ -13,8 +13,11 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
 4. teacher (``TEACHER_STAGES``): FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text
    dropout, high noise), ``teacher_tiny_flux_detail.py`` (A2, the same at mid/low noise),
    ``teacher_tiny_flux_refine.py`` (A3, A2 continued after a learning-rate restart),
-   ``teacher_tiny_flux_deep.py`` (A4, A3 grown to twice the single-stream blocks) then
-   ``teacher_tiny_flux_guidance.py`` (B, guidance distillation); Qwen ``teacher_tiny_qwen.py``
+   ``teacher_tiny_flux_deep.py`` (A4, A3 grown to twice the single-stream blocks),
+   ``teacher_tiny_flux_guidance.py`` (B, guidance distillation of A4),
+   ``teacher_tiny_flux_stars.py`` (A5, A4 trained on with star scenes drawn more often),
+   ``teacher_tiny_flux_sizes.py`` (A6, A5 with every caption stating sizes) then
+   ``teacher_tiny_flux_guidance_a6.py`` (B2, B trained on towards A6); Qwen ``teacher_tiny_qwen.py``
    (A), ``teacher_tiny_qwen_detail.py`` (A2) then ``teacher_tiny_qwen_refine.py`` (A3); the last
    stage's EMA -> <stack>/transformer/;
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
@@ -43,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path("checkpoints")
 EVALUATOR = CHECKPOINTS / "tiny-evaluator"
 STACK_NAMES = {"flux": "flux", "qwen_image": "qwen"}
-# (stage, config) in training order; each stage starts from the previous one's export.
+# (stage, config) in training order; each stage starts from an earlier one's export (its config
+# names which).
 TEACHER_STAGES = {
     "flux": (
         ("A", "teacher_tiny_flux"),
@@ -51,6 +55,9 @@ TEACHER_STAGES = {
         ("A3", "teacher_tiny_flux_refine"),
         ("A4", "teacher_tiny_flux_deep"),
         ("B", "teacher_tiny_flux_guidance"),
+        ("A5", "teacher_tiny_flux_stars"),
+        ("A6", "teacher_tiny_flux_sizes"),
+        ("B2", "teacher_tiny_flux_guidance_a6"),
     ),
     "qwen_image": (
         ("A", "teacher_tiny_qwen"),

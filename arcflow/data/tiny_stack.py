@@ -86,7 +86,8 @@ FLUX_TEXT_DIM = 64  # T5 d_model = joint_attention_dim
 FLUX_POOLED_DIM = 32  # CLIP hidden size = pooled_projection_dim
 QWEN_TEXT_DIM = 64
 # The teachers' architectures as stage A builds them (configs/tiny/teacher_tiny_*.py); FLUX's stage
-# A4 grows its single-stream stack to 4 blocks (transformer.deepen), which the shipped stack has.
+# A4 grows its single-stream stack to 4 blocks (transformer.deepen), which the later stages and the
+# shipped stack keep.
 FLUX_TRANSFORMER: dict[str, Any] = dict(
     patch_size=1,
     in_channels=4 * LATENT_CHANNELS,

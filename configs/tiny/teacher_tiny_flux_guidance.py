@@ -1,8 +1,9 @@
 # Stage B of the tiny FLUX teacher: guidance distillation, as FLUX.1-dev was made. The transformer
 # starts from stage A4 and learns, at embedded guidance g ~ U[1, 10], the frozen stage-A4 model's
-# classifier-free-guided velocity u_neg + g (u_pos - u_neg) on noised real latents. The result is
-# the shipped teacher (checkpoints/tiny-flux/transformer/), sampled at the guidance
-# FLUX_GUIDANCE_SCALE of arcflow/data/tiny_stack.py. It reuses stage A's cached latents.
+# classifier-free-guided velocity u_neg + g (u_pos - u_neg) on noised real latents, sampled at the
+# guidance FLUX_GUIDANCE_SCALE of arcflow/data/tiny_stack.py. It reuses stage A's cached latents.
+# Exported to checkpoints/tiny-flux-stage-b/; stage B2 (teacher_tiny_flux_guidance_a6.py) trains it
+# on towards the later conditional stage A6 and is the shipped teacher.
 # Measured on the stage-A2 model, 100 held-out one-object prompts: true CFG 3.5 / 7 / 12 gives
 # 50 / 61 / 63 % caption match, so this small model wants more guidance than FLUX.1-dev's 3.5.
 # Distilled over U[1, 5] (1500 iterations) it barely used the guidance input (46 % at 3.5, 48 %

@@ -5,7 +5,9 @@
 # not a held-out one. The cached scenes holding a large star appear 3 times per epoch, those with a
 # small star twice (SceneLatentDataset ``repeat``: 49 % of draws hold a star, against 25 %).
 # Starts from stage A4's export (checkpoints/tiny-flux-stage-a4/); exported to
-# checkpoints/tiny-flux-stage-a5/ for stage B.
+# checkpoints/tiny-flux-stage-a5/ for stage A6. 2000 iterations (30 min here): sampled with true
+# CFG 7 on those 200 prompts, 72.5 % caption match against stage A4's 67.0 % (large stars 4 vs 0
+# of 32; shape 78.5 vs 74.5 %).
 _base_ = ["./teacher_tiny_flux_refine.py"]
 
 model = dict(
