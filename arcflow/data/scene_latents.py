@@ -20,14 +20,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from arcflow.data.prompt_cache import write_atomic
-from arcflow.data.scenes import (
-    COLORS,
-    SHAPES,
-    SIZES,
-    image_to_tensor,
-    render,
-    sample_item,
-)
+from arcflow.data.scenes import COLORS, SHAPES, SIZES, image_to_tensor, render, sample_item
 
 
 def object_mask(images: torch.Tensor, radius: int = 4) -> torch.Tensor:
@@ -68,11 +61,11 @@ class SceneLatentDataset(Dataset):
             from the same cached latents. Per caption the conditional distribution is unchanged.
         size_omitted: None keeps the cached captions (each object's size left out with
             probability ``SIZE_OMITTED_PROBABILITY``); a value re-draws them with that probability
-            instead, the same captions but for size words. Why 0 helps a teacher: held-out
-            prompts ask for (colour, shape, size, position) combinations that training never
-            shows, so a (colour, shape, position) seen with one size only comes with that size
-            in every caption that leaves the size out, and the model learns to draw it whatever
-            size a prompt states.
+            instead, the same captions but for size words. What 0 is for: held-out prompts ask
+            for (colour, shape, size, position) combinations that training never shows, and a
+            (colour, shape, position) seen with one size only comes with that size in every
+            caption that leaves the size out, which can teach a model to draw it whatever size a
+            prompt states (configs/tiny/teacher_tiny_flux_sizes.py measures the effect).
     """
 
     def __init__(
