@@ -20,7 +20,16 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from arcflow.data.prompt_cache import write_atomic
-from arcflow.data.scenes import COLORS, SHAPES, SIZES, image_to_tensor, render, sample_item
+from arcflow.data.scenes import (
+    COLORS,
+    SHAPES,
+    SIZE_OMITTED_PROBABILITY,
+    SIZES,
+    Scene,
+    image_to_tensor,
+    render,
+    sample_item,
+)
 
 
 def object_mask(images: torch.Tensor, radius: int = 4) -> torch.Tensor:
@@ -101,15 +110,18 @@ class SceneLatentDataset(Dataset):
             self.mask = handle.get_tensor("object_mask")
         if len(self.prompts) != len(self.latents) or len(self.latents) != size:
             raise RuntimeError(f"{self.path} is inconsistent; delete it to rebuild the cache")
-        if size_omitted is not None:
-            self.prompts = [
-                sample_item(split, seed, i, size_omitted=size_omitted)[1] for i in range(size)
-            ]
         self.index = torch.arange(size)
+        if size_omitted is None and not phrases:
+            return
+        # Scenes are a pure function of (split, seed, index): re-drawn once here (no rendering,
+        # ~3 s for 32768) for new captions and for the objects the repeat phrases match.
+        omitted = SIZE_OMITTED_PROBABILITY if size_omitted is None else size_omitted
+        items = [sample_item(split, seed, i, size_omitted=omitted) for i in range(size)]
+        if size_omitted is not None:
+            self.prompts = [prompt for _, prompt in items]
         if phrases:
-            self.index = torch.repeat_interleave(
-                self.index, _repeat_factors(split, seed, size, phrases, repeat)
-            )
+            factors = _repeat_factors([scene for scene, _ in items], phrases, repeat)
+            self.index = torch.repeat_interleave(self.index, factors)
 
     def _build(self, pretrained: str, size: int, seed: int, split: str, batch_size: int) -> None:
         from arcflow.models.flow_matching import load_vae
@@ -143,16 +155,11 @@ class SceneLatentDataset(Dataset):
 
 
 def _repeat_factors(
-    split: str, seed: int, size: int, phrases: dict[str, set[str]], repeat: dict[str, int]
+    scenes: list[Scene], phrases: dict[str, set[str]], repeat: dict[str, int]
 ) -> torch.Tensor:
-    """(size,) int64: per scene, the largest factor of a phrase one of its objects matches, or 1.
-
-    Scenes are a pure function of (split, seed, index), so their objects are re-drawn here rather
-    than stored in the cache (no rendering: ~1 s for 32768 scenes).
-    """
+    """(N,) int64: per scene, the largest factor of a phrase one of its objects matches, or 1."""
     factors = []
-    for i in range(size):
-        scene, _ = sample_item(split, seed, i)
+    for scene in scenes:
         words = [{obj.color, obj.size, obj.shape} for obj in scene.objects]
         matched = [repeat[p] for p, need in phrases.items() for have in words if need <= have]
         factors.append(max(matched, default=1))
