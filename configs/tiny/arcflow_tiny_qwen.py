@@ -8,6 +8,9 @@
 # held-out one-object prompts against 86 % at 1e-3 (19.5 vs 25.0 %; LoRA rank 32 at 1e-3: 20.5 %;
 # stage-A2 teacher). On the stage-A3 teacher, 2e-3 gave 26.0 % against 27.0 % at 1e-3; twice the
 # iterations (1600, decay 110) 27.5 %, and 1600 iterations at batch 8 (the same compute) 29.0 %.
+# (All of these on the first VAE's teachers.) On the current teacher (73.5 %, the VAE's
+# encoder stage trained 1500 iterations): 62.0 % (linear_tiny_qwen.py: 56.0 %), 36.5 min with one
+# thread beside the linear run.
 _base_ = ["./arcflow_tiny_flux.py"]
 
 _max_iters = 800
