@@ -18,7 +18,8 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
    ``teacher_tiny_flux_stars.py`` (A5, A4 trained on with star scenes drawn more often),
    ``teacher_tiny_flux_sizes.py`` (A6, A5 with every caption stating sizes) then
    ``teacher_tiny_flux_guidance_a6.py`` (B2, B trained on towards A6); Qwen ``teacher_tiny_qwen.py``
-   (A), ``teacher_tiny_qwen_detail.py`` (A2) then ``teacher_tiny_qwen_refine.py`` (A3); the last
+   (A), ``teacher_tiny_qwen_detail.py`` (A2), ``teacher_tiny_qwen_refine.py`` (A3) then
+   ``teacher_tiny_qwen_shapes.py`` (A4, A3 trained on with every caption stating sizes); the last
    stage's EMA -> <stack>/transformer/;
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
    published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
@@ -63,6 +64,7 @@ TEACHER_STAGES = {
         ("A", "teacher_tiny_qwen"),
         ("A2", "teacher_tiny_qwen_detail"),
         ("A3", "teacher_tiny_qwen_refine"),
+        ("A4", "teacher_tiny_qwen_shapes"),
     ),
 }
 

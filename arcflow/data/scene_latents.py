@@ -127,7 +127,9 @@ class SceneLatentDataset(Dataset):
         from arcflow.models.flow_matching import load_vae
         from arcflow.models.vae import LatentCodec
 
-        codec = LatentCodec(load_vae(pretrained))
+        # On the accelerator when there is one: the encoder is most of a build's time.
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        codec = LatentCodec(load_vae(pretrained)).to(device)
         latents, masks, prompts = [], [], []
         for start in tqdm(range(0, size, batch_size), desc=f"encoding {size} scenes", unit="batch"):
             items = [
@@ -135,7 +137,7 @@ class SceneLatentDataset(Dataset):
             ]
             images = torch.stack([image_to_tensor(render(scene)) for scene, _ in items])
             with torch.no_grad():
-                latents.append(codec.encode(images, sample=False).float())
+                latents.append(codec.encode(images.to(device), sample=False).float().cpu())
             masks.append(latent_object_mask(images, latents[-1].shape[-2:]))
             prompts.extend(prompt for _, prompt in items)
         tensors = {"latents": torch.cat(latents), "object_mask": torch.cat(masks)}
