@@ -9,11 +9,12 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=1.0),
     clip_grad_from_iter=0,
 )
-_max_iters = 600
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=_max_iters, val_interval=10**9)
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=600, val_interval=10**9)
+# The cosine leaves ``end`` unset: mmengine's Runner ends it at the run's own
+# ``train_cfg.max_iters``, so a stage config that changes the length sets that alone.
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, eta_min_ratio=0.05),
 ]
 default_hooks = dict(logger=dict(interval=25))
 custom_hooks = [

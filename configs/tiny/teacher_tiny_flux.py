@@ -41,12 +41,7 @@ train_dataloader = dict(
     # the encoder would otherwise cost as much as the transformer every iteration.
     dataset=dict(type="SceneLatentDataset", pretrained="checkpoints/tiny-flux", size=32768, seed=3),
 )
-_max_iters = 4000
-train_cfg = dict(max_iters=_max_iters)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
-]
+train_cfg = dict(max_iters=4000)
 custom_hooks = [
     dict(type="ArcFlowEMAHook", gamma=7.0, start_iter=50),
     dict(type="ArcFlowCheckpointHook", interval=500, keep_last=1, keep_every=0),

@@ -11,9 +11,4 @@ model = dict(
     shift=1.0,
 )
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
-_max_iters = 5000
-train_cfg = dict(max_iters=_max_iters)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
-]
+train_cfg = dict(max_iters=5000)

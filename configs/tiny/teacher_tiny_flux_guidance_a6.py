@@ -13,9 +13,4 @@ model = dict(
     cfg_teacher=dict(transformer=dict(from_pretrained="checkpoints/tiny-flux-stage-a6")),
 )
 train_dataloader = dict(dataset=dict(repeat={"large star": 3, "star": 2}, size_omitted=0.0))
-_max_iters = 1500
-train_cfg = dict(max_iters=_max_iters)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
-]
+train_cfg = dict(max_iters=1500)

@@ -37,9 +37,4 @@ train_dataloader = dict(
     # count, as that encoder is ~4x slower.
     dataset=dict(type="SceneLatentDataset", pretrained="checkpoints/tiny-qwen", size=16384, seed=6),
 )
-_max_iters = 4000
-train_cfg = dict(max_iters=_max_iters)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
-]
+train_cfg = dict(max_iters=4000)

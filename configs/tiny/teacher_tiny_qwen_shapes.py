@@ -18,9 +18,4 @@ model = dict(transformer=dict(from_pretrained="checkpoints/tiny-qwen-stage-a3"))
 train_dataloader = dict(
     dataset=dict(repeat={"circle": 2, "large star": 3, "large cross": 2}, size_omitted=0.0)
 )
-_max_iters = 4000
-train_cfg = dict(max_iters=_max_iters)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
-]
+train_cfg = dict(max_iters=4000)

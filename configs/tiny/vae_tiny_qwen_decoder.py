@@ -8,9 +8,4 @@ _base_ = ["./vae_tiny_qwen.py"]
 model = dict(pretrained="checkpoints/tiny-qwen", train_encoder=False)
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 train_dataloader = dict(dataset=dict(seed=12))
-_max_iters = 2000
-train_cfg = dict(max_iters=_max_iters)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=50, end=_max_iters, eta_min_ratio=0.05),
-]
+train_cfg = dict(max_iters=2000)

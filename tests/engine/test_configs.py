@@ -1,9 +1,14 @@
 """Every config loads, names only known keys, and the released ones build on the meta device."""
 
 import inspect
+import math
 from pathlib import Path
 
 import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
 
 from arcflow.engine import ArcFlowFSDP
 from arcflow.engine.launch import prepare_config
@@ -16,6 +21,7 @@ CONFIGS = sorted(
     for p in (ROOT / "configs").glob("*/*.py")
     if not p.name.startswith("_")
 )
+TINY_RUNTIME = ROOT / "configs" / "tiny" / "_tiny_runtime.py"
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -59,3 +65,50 @@ def test_fsdp_variant_replaces_the_ddp_wrapper(config, tmp_path):
     assert wrapper.pop("type") == "ArcFlowFSDP"
     # Every other key is an argument of the wrapper: a typo fails here, not at launch.
     inspect.signature(ArcFlowFSDP).bind(module=None, **wrapper)
+
+
+class _Scalar(BaseModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, inputs, mode="loss"):
+        return {"loss": (self.weight * inputs).square().mean()}
+
+
+def test_tiny_cosine_ends_at_the_runs_own_max_iters(tmp_path):
+    """The tiny runtime's cosine leaves ``end`` unset; the Runner ends it at train_cfg.max_iters,
+    so a stage that only sets its length decays to eta_min exactly on its last iteration."""
+    cfg = Config.fromfile(TINY_RUNTIME)
+    runner = Runner(
+        model=_Scalar(),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=[{"inputs": torch.ones(1)}] * 4,
+            batch_size=1,
+            sampler=dict(type="InfiniteSampler", shuffle=False),
+            collate_fn=dict(type="default_collate"),
+        ),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+        param_scheduler=cfg.param_scheduler,
+        train_cfg=dict(by_epoch=False, max_iters=70, val_interval=10**9),
+        default_hooks=dict(checkpoint=None, logger=None),
+    )
+    runner.train()
+    cosine = runner.param_schedulers[-1]
+    assert type(cosine).__name__ == "CosineAnnealingLR"
+    assert cosine.end == 70
+    # After the last iteration the cosine is one of its 20 steps short of eta_min (0.05 x lr):
+    # eta_min + (lr - eta_min) (1 + cos(pi 19 / 20)) / 2.
+    expected = 0.005 + 0.095 * (1 + math.cos(math.pi * 19 / 20)) / 2
+    assert runner.optim_wrapper.get_lr()["lr"][0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.startswith("configs/tiny/")])
+def test_tiny_schedules_end_with_their_runs(config):
+    """A restated cosine whose ``end`` is not the run's length would stop decaying early or never
+    reach eta_min: the stage configs set ``train_cfg.max_iters`` alone."""
+    cfg = Config.fromfile(ROOT / config)
+    for scheduler in cfg.param_scheduler:
+        if scheduler["type"] == "CosineAnnealingLR":
+            assert scheduler.get("end", cfg.train_cfg.max_iters) == cfg.train_cfg.max_iters
