@@ -78,7 +78,7 @@ class _Scalar(BaseModel):
 
 def test_tiny_cosine_ends_at_the_runs_own_max_iters(tmp_path):
     """The tiny runtime's cosine leaves ``end`` unset; the Runner ends it at train_cfg.max_iters,
-    so a stage that only sets its length decays to eta_min exactly on its last iteration."""
+    so in a stage that only sets its length the cosine spans the whole run."""
     cfg = Config.fromfile(TINY_RUNTIME)
     runner = Runner(
         model=_Scalar(),
