@@ -93,6 +93,8 @@ def test_tiny_cosine_ends_at_the_runs_own_max_iters(tmp_path):
         param_scheduler=cfg.param_scheduler,
         train_cfg=dict(by_epoch=False, max_iters=70, val_interval=10**9),
         default_hooks=dict(checkpoint=None, logger=None),
+        # the project's scope: a Runner makes its scope the current one for later builds
+        default_scope=cfg.default_scope,
     )
     runner.train()
     cosine = runner.param_schedulers[-1]
