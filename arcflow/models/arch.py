@@ -184,7 +184,7 @@ class FluxAdapter(ArchAdapter):
         x: torch.Tensor,
         sigma: torch.Tensor,
         cond: Cond,
-        guidance_scale: float | None,
+        guidance_scale: float | torch.Tensor | None,
     ) -> torch.Tensor:
         dtype = self.input_dtype(transformer)
         prompt = _require(cond, "prompt_embeds", "FLUX", "(B, L, joint_attention_dim)")
@@ -193,7 +193,9 @@ class FluxAdapter(ArchAdapter):
         if transformer.config.guidance_embeds:
             if guidance_scale is None:
                 raise ValueError("this FLUX base is guidance-distilled: it needs a guidance scale")
-            guidance = sigma.new_full(sigma.shape, guidance_scale, dtype=torch.float32)
+            # A scalar, or one scale per sample (B,) as guidance distillation draws them.
+            guidance = torch.as_tensor(guidance_scale, dtype=torch.float32, device=sigma.device)
+            guidance = guidance.expand(sigma.shape)
         elif guidance_scale is not None:
             raise ValueError(
                 f"guidance_scale={guidance_scale} given but this FLUX base has no guidance "

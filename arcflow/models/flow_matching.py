@@ -120,8 +120,11 @@ class FlowMatchingTrainer(_LossModel):
             on data (stage A: a fixed value, 1.0 = "no guidance"); None for Qwen-Image.
         cfg_teacher: guidance distillation: ``dict(transformer=dict(...), guidance_scale=...)``
             building the frozen stage-A model (its own embedded guidance, if any, is fixed);
-            the trained model gets ``g ~ U[*guidance_range]``, one draw per iteration.
+            the trained model gets ``g ~ U[*guidance_range]``.
         guidance_range: ``(g_min, g_max)`` of the distilled guidance.
+        guidance_per_sample: draw ``g`` per sample instead of once per iteration. The guided
+            target's size grows with ``g``, so one draw per batch makes whole iterations ~100x
+            louder than others (g = 10 against 1); per-sample draws average that out.
         sample_posterior: encode images to a posterior sample or (default) its mean, as the
             tiny VAEs are trained to decode (see :class:`VAETrainer`).
         object_weight: extra MSE weight on latent pixels covering objects (:func:`object_weights`
@@ -140,6 +143,7 @@ class FlowMatchingTrainer(_LossModel):
         guidance_scale: float | None = None,
         cfg_teacher: dict | None = None,
         guidance_range: tuple[float, float] = (1.0, 5.0),
+        guidance_per_sample: bool = False,
         sample_posterior: bool = False,
         object_weight: float = 0.0,
         data_preprocessor: dict | None = None,
@@ -160,6 +164,7 @@ class FlowMatchingTrainer(_LossModel):
         self.shift = shift
         self.guidance_scale = guidance_scale
         self.guidance_range = tuple(guidance_range)
+        self.guidance_per_sample = guidance_per_sample
         self.sample_posterior = sample_posterior
         self.object_weight = object_weight
         self.cfg_teacher: nn.Module | None = None
@@ -222,9 +227,10 @@ class FlowMatchingTrainer(_LossModel):
 
     @torch.no_grad()
     def guided_target(
-        self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond, empty: Cond, g: float
+        self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond, empty: Cond, g: float | torch.Tensor
     ) -> torch.Tensor:
-        """``u_neg + g (u_pos - u_neg)`` of the frozen CFG teacher, one batched forward."""
+        """``u_neg + g (u_pos - u_neg)`` of the frozen CFG teacher, one batched forward; ``g`` is
+        a scalar or one scale per sample ``(B,)``."""
         both = {
             key: torch.cat([value, empty[key].to(value).expand_as(value)])
             for key, value in cond.items()
@@ -233,6 +239,7 @@ class FlowMatchingTrainer(_LossModel):
             self.cfg_teacher, x.repeat(2, 1, 1, 1), sigma.repeat(2), both, self.cfg_teacher_guidance
         )
         u_pos, u_neg = u.chunk(2)
+        g = torch.as_tensor(g, dtype=u.dtype, device=u.device).reshape(-1, 1, 1, 1)
         return u_neg + g * (u_pos - u_neg)
 
     def loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -262,7 +269,10 @@ class FlowMatchingTrainer(_LossModel):
             guidance = self.guidance_scale
         else:
             low, high = self.guidance_range
-            guidance = low + (high - low) * float(torch.rand(()))
+            if self.guidance_per_sample:
+                guidance = low + (high - low) * torch.rand(batch, device=x0.device)
+            else:
+                guidance = low + (high - low) * float(torch.rand(()))
             target = self.guided_target(x_sigma, sigma, cond, empty, guidance)
         prediction = self._velocity(self.transformer, x_sigma, sigma, cond, guidance)
         error = (prediction.float() - target.float()).pow(2)

@@ -99,8 +99,23 @@ def test_guidance_distillation_target(stacks, tmp_path):
         negative = {key: value.expand(2, *value.shape[1:]) for key, value in empty.items()}
         u_neg = model.arch.teacher_velocity(model.cfg_teacher, x, sigma, negative, 1.0)
         guided = model.guided_target(x, sigma, encoded, empty, 3.0)
+        # One scale per sample: row i is the target at g_i, and the embedded guidance too.
+        per_sample = model.guided_target(x, sigma, encoded, empty, torch.tensor([1.0, 3.0]))
+        embedded = model.arch.teacher_velocity(
+            model.transformer, x, sigma, encoded, torch.tensor([2.0, 5.0])
+        )
+        embedded_at = [
+            model.arch.teacher_velocity(model.transformer, x, sigma, encoded, g) for g in (2.0, 5.0)
+        ]
     torch.testing.assert_close(guided, u_neg + 3.0 * (plain - u_neg), atol=1e-5, rtol=1e-5)
-    _steps(model, batch, steps=1, lr=1e-3)
+    torch.testing.assert_close(per_sample[0], plain[0])
+    torch.testing.assert_close(per_sample[1], guided[1])
+    torch.testing.assert_close(embedded[0], embedded_at[0][0])
+    torch.testing.assert_close(embedded[1], embedded_at[1][1])
+    assert not torch.allclose(embedded_at[0][1], embedded_at[1][1])  # the guidance input acts
+    for per_sample_draws in (False, True):
+        model.guidance_per_sample = per_sample_draws
+        _steps(model, batch, steps=1, lr=1e-3)
     assert not any(p.requires_grad for p in model.cfg_teacher.parameters())
 
 
