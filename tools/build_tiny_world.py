@@ -16,11 +16,13 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
    ``teacher_tiny_flux_deep.py`` (A4, A3 grown to twice the single-stream blocks),
    ``teacher_tiny_flux_guidance.py`` (B, guidance distillation of A4),
    ``teacher_tiny_flux_stars.py`` (A5, A4 trained on with star scenes drawn more often),
-   ``teacher_tiny_flux_sizes.py`` (A6, A5 with every caption stating sizes) then
-   ``teacher_tiny_flux_guidance_a6.py`` (B2, B trained on towards A6); Qwen ``teacher_tiny_qwen.py``
-   (A), ``teacher_tiny_qwen_detail.py`` (A2), ``teacher_tiny_qwen_refine.py`` (A3) then
-   ``teacher_tiny_qwen_shapes.py`` (A4, A3 trained on with every caption stating sizes); the last
-   stage's EMA -> <stack>/transformer/;
+   ``teacher_tiny_flux_sizes.py`` (A6, A5 with every caption stating sizes),
+   ``teacher_tiny_flux_guidance_a6.py`` (B2, B trained on towards A6),
+   ``teacher_tiny_flux_recondition.py`` (A7, conditional again from B2 at guidance 1) then
+   ``teacher_tiny_flux_guidance_a7.py`` (B3, guidance distillation of A7); Qwen
+   ``teacher_tiny_qwen.py`` (A), ``teacher_tiny_qwen_detail.py`` (A2),
+   ``teacher_tiny_qwen_refine.py`` (A3) then ``teacher_tiny_qwen_shapes.py`` (A4, A3 trained on
+   with every caption stating sizes); the last stage's EMA -> <stack>/transformer/;
 5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
    published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
    checkpoints/tiny-<arch>-linear/ (measured, not shipped);
@@ -59,6 +61,8 @@ TEACHER_STAGES = {
         ("A5", "teacher_tiny_flux_stars"),
         ("A6", "teacher_tiny_flux_sizes"),
         ("B2", "teacher_tiny_flux_guidance_a6"),
+        ("A7", "teacher_tiny_flux_recondition"),
+        ("B3", "teacher_tiny_flux_guidance_a7"),
     ),
     "qwen_image": (
         ("A", "teacher_tiny_qwen"),
