@@ -122,9 +122,10 @@ class FlowMatchingTrainer(_LossModel):
             building the frozen stage-A model (its own embedded guidance, if any, is fixed);
             the trained model gets ``g ~ U[*guidance_range]``.
         guidance_range: ``(g_min, g_max)`` of the distilled guidance.
-        guidance_per_sample: draw ``g`` per sample instead of once per iteration. The guided
-            target's size grows with ``g``, so one draw per batch makes whole iterations ~100x
-            louder than others (g = 10 against 1); per-sample draws average that out.
+        guidance_per_sample: draw ``g`` per sample instead of once per iteration. The error
+            on the guided part ``g (u_pos - u_neg)`` grows like ``g^2``, so one draw per batch
+            makes some iterations far louder than others (the tiny FLUX stage B's loss jumped
+            20-fold between iterations); per-sample draws average that out.
         sample_posterior: encode images to a posterior sample or (default) its mean, as the
             tiny VAEs are trained to decode (see :class:`VAETrainer`).
         object_weight: extra MSE weight on latent pixels covering objects (:func:`object_weights`
