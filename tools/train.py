@@ -40,7 +40,10 @@ def main() -> None:
     if dist.is_initialized():
         # Shut the group down while Python is alive: left to interpreter exit, gloo's worker
         # threads may still hold work whose tensors then abort the process (pytorch/pytorch#179291;
-        # one such SIGABRT was seen here in ~30 two-rank FSDP runs).
+        # one such SIGABRT was seen here in ~30 two-rank FSDP runs, and one more after this
+        # shutdown was added, on the rank that finished first). The barrier lets every rank's
+        # last collective complete before any rank tears the group down.
+        dist.barrier()
         dist.destroy_process_group()
 
 
