@@ -270,10 +270,8 @@ class FlowMatchingTrainer(_LossModel):
             guidance = self.guidance_scale
         else:
             low, high = self.guidance_range
-            if self.guidance_per_sample:
-                guidance = low + (high - low) * torch.rand(batch, device=x0.device)
-            else:
-                guidance = low + (high - low) * float(torch.rand(()))
+            draw = torch.rand(batch if self.guidance_per_sample else ()).to(x0.device)
+            guidance = low + (high - low) * draw
             target = self.guided_target(x_sigma, sigma, cond, empty, guidance)
         prediction = self._velocity(self.transformer, x_sigma, sigma, cond, guidance)
         error = (prediction.float() - target.float()).pow(2)
