@@ -18,8 +18,10 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
    ``teacher_tiny_flux_stars.py`` (A5, A4 trained on with star scenes drawn more often),
    ``teacher_tiny_flux_sizes.py`` (A6, A5 with every caption stating sizes),
    ``teacher_tiny_flux_guidance_a6.py`` (B2, B trained on towards A6),
-   ``teacher_tiny_flux_recondition.py`` (A7, conditional again from B2 at guidance 1) then
-   ``teacher_tiny_flux_guidance_a7.py`` (B3, guidance distillation of A7); Qwen
+   ``teacher_tiny_flux_recondition.py`` (A7, conditional again from B2 at guidance 1),
+   ``teacher_tiny_flux_guidance_a7.py`` (B3, guidance distillation of A7),
+   ``teacher_tiny_flux_fresh.py`` (A8, A7 trained on on fresh scenes) then
+   ``teacher_tiny_flux_guidance_a8.py`` (B4, B3 trained on towards A8 on those scenes); Qwen
    ``teacher_tiny_qwen.py`` (A), ``teacher_tiny_qwen_detail.py`` (A2),
    ``teacher_tiny_qwen_refine.py`` (A3) then ``teacher_tiny_qwen_shapes.py`` (A4, A3 trained on
    with every caption stating sizes); the last stage's EMA -> <stack>/transformer/;
@@ -63,6 +65,8 @@ TEACHER_STAGES = {
         ("B2", "teacher_tiny_flux_guidance_a6"),
         ("A7", "teacher_tiny_flux_recondition"),
         ("B3", "teacher_tiny_flux_guidance_a7"),
+        ("A8", "teacher_tiny_flux_fresh"),
+        ("B4", "teacher_tiny_flux_guidance_a8"),
     ),
     "qwen_image": (
         ("A", "teacher_tiny_qwen"),
