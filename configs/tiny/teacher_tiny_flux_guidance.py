@@ -3,7 +3,7 @@
 # classifier-free-guided velocity u_neg + g (u_pos - u_neg) on noised real latents, sampled at the
 # guidance FLUX_GUIDANCE_SCALE of arcflow/data/tiny_stack.py. It reuses stage A's cached latents.
 # Exported to checkpoints/tiny-flux-stage-b/; stage B2 (teacher_tiny_flux_guidance_a6.py) trains it
-# on towards the later conditional stage A6 (the shipped teacher is stage B3, from A7).
+# on towards the later conditional stage A6 (the shipped teacher is stage B4, from A8).
 # Measured on the stage-A2 model, 100 held-out one-object prompts: true CFG 3.5 / 7 / 12 gives
 # 50 / 61 / 63 % caption match, so this small model wants more guidance than FLUX.1-dev's 3.5.
 # Distilled over U[1, 5] (1500 iterations) it barely used the guidance input (46 % at 3.5, 48 %

@@ -1,4 +1,4 @@
-# Stage B3 of the tiny FLUX teacher, the shipped one: the conditional stage A7
+# Stage B3 of the tiny FLUX teacher (shipped until stage B4): the conditional stage A7
 # (teacher_tiny_flux_recondition.py) guidance-distilled, started from A7 itself, which embeds
 # guidance 1 only and so learns the guidance input again over g ~ U[1, 10] (B's range), drawn per
 # sample: the guided target grows with g, and with one draw per iteration (stages B / B2) the loss
