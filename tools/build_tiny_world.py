@@ -20,8 +20,10 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
    ``teacher_tiny_flux_guidance_a6.py`` (B2, B trained on towards A6),
    ``teacher_tiny_flux_recondition.py`` (A7, conditional again from B2 at guidance 1),
    ``teacher_tiny_flux_guidance_a7.py`` (B3, guidance distillation of A7),
-   ``teacher_tiny_flux_fresh.py`` (A8, A7 trained on on fresh scenes) then
-   ``teacher_tiny_flux_guidance_a8.py`` (B4, B3 trained on towards A8 on those scenes); Qwen
+   ``teacher_tiny_flux_fresh.py`` (A8, A7 trained on on fresh scenes),
+   ``teacher_tiny_flux_guidance_a8.py`` (B4, B3 trained on towards A8 on those scenes),
+   ``teacher_tiny_flux_triangles.py`` (A9, A8 on new scenes with large triangles drawn more
+   often) then ``teacher_tiny_flux_guidance_a9.py`` (B5, B4 trained on towards A9); Qwen
    ``teacher_tiny_qwen.py`` (A), ``teacher_tiny_qwen_detail.py`` (A2),
    ``teacher_tiny_qwen_refine.py`` (A3) then ``teacher_tiny_qwen_shapes.py`` (A4, A3 trained on
    with every caption stating sizes); the last stage's EMA -> <stack>/transformer/;
@@ -67,6 +69,8 @@ TEACHER_STAGES = {
         ("B3", "teacher_tiny_flux_guidance_a7"),
         ("A8", "teacher_tiny_flux_fresh"),
         ("B4", "teacher_tiny_flux_guidance_a8"),
+        ("A9", "teacher_tiny_flux_triangles"),
+        ("B5", "teacher_tiny_flux_guidance_a9"),
     ),
     "qwen_image": (
         ("A", "teacher_tiny_qwen"),
