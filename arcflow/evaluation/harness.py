@@ -154,6 +154,8 @@ class SamplerResult:
     attribute_accuracy: dict[str, float] = field(default_factory=dict)
     # per object count: "match" and the attribute accuracies over that count's prompts
     accuracy_by_objects: dict[int, dict[str, float]] = field(default_factory=dict)
+    # images behind each count's rates (for their confidence intervals)
+    images_by_objects: dict[int, int] = field(default_factory=dict)
     # one-object prompts stating a size, by "<size> <shape>": {"match": rate, "prompts": count}
     match_by_object: dict[str, dict[str, float]] = field(default_factory=dict)
     psnr_vs_teacher_db: float | None = None
@@ -222,6 +224,7 @@ class CaptionScores:
     match: float
     attribute_accuracy: dict[str, float]
     accuracy_by_objects: dict[int, dict[str, float]]  # {1: {"match": .., "color": ..}, 2: ..}
+    images_by_objects: dict[int, int]  # {1: images of one-object prompts, 2: ..}
     match_by_object: dict[str, dict[str, float]]  # {"large star": {"match": .., "prompts": n}}
 
 
@@ -236,11 +239,13 @@ def _caption_scores(
     accuracy = dict(score.accuracy)
     specs = [parse_caption(p) for p in prompts]
     by_objects: dict[int, dict[str, float]] = {}
+    images_by_objects: dict[int, int] = {}
     for n in sorted({len(s) for s in specs}):
         # Attribute accuracies average over stated attributes, so a count's own accuracies need
         # a score of its own images, not a slice of the overall one.
         index = [i for i, spec in enumerate(specs) if len(spec) == n]
         by_objects[n] = evaluator.score(signed[index], [prompts[i] for i in index]).accuracy
+        images_by_objects[n] = len(index)
     kinds: dict[tuple[str, str], list[bool]] = {}
     for spec, matched in zip(specs, score.match.tolist()):
         if len(spec) == 1 and spec[0]["size"] is not None:
@@ -251,7 +256,7 @@ def _caption_scores(
             kinds.items(), key=lambda kind: (SHAPES.index(kind[0][0]), SIZES.index(kind[0][1]))
         )
     }
-    return CaptionScores(accuracy.pop("match"), accuracy, by_objects, by_object)
+    return CaptionScores(accuracy.pop("match"), accuracy, by_objects, images_by_objects, by_object)
 
 
 @torch.no_grad()
@@ -406,6 +411,7 @@ def evaluate(
             row.caption_match = scores.match
             row.attribute_accuracy = scores.attribute_accuracy
             row.accuracy_by_objects = scores.accuracy_by_objects
+            row.images_by_objects = scores.images_by_objects
             row.match_by_object = scores.match_by_object
         results.append(row)
     if reference is not None:
@@ -461,6 +467,7 @@ def _reference_rows(
                 caption_match=scores.match,
                 attribute_accuracy=scores.attribute_accuracy,
                 accuracy_by_objects=scores.accuracy_by_objects,
+                images_by_objects=scores.images_by_objects,
                 match_by_object=scores.match_by_object,
             )
     return rows

@@ -13,10 +13,12 @@
 - PSNR between images, capped for identical images (documented below).
 - Per-sample latent MSE.
 - Diversity: mean pairwise feature distance across the seeds of a prompt.
+- Wilson score interval of a rate (caption match over N images).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -117,3 +119,30 @@ def diversity(features: torch.Tensor) -> float:
     distances = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")  # (P, S, S)
     pairs = seeds * (seeds - 1)  # ordered pairs: each unordered pair counted twice
     return float(distances.sum(dim=(1, 2)).div(pairs).mean())
+
+
+# The two-sided 95 % quantile of the standard normal.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a binomial rate ``successes / trials`` (95 % at the default z):
+
+        centre = (p + z^2 / 2n) / (1 + z^2 / n)
+        half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)
+
+    Unlike the normal approximation ``p +- z sqrt(p (1 - p) / n)`` it stays inside [0, 1] and does
+    not shrink to a point at p = 0 or 1, which matters for the near-perfect rates of good
+    samplers. At 200 images and p = 0.85 it spans about +-5 points: differences of a point or two
+    between two such runs are noise.
+    """
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(
+            f"need 0 <= successes <= trials and trials > 0, got {successes} / {trials}"
+        )
+    p = successes / trials
+    scale = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / scale
+    half = z / scale * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    # The bounds are exactly p at p = 0 and 1; the clamps keep round-off from stepping past it.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))

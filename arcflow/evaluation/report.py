@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from arcflow.evaluation.harness import EvaluationResult
+from arcflow.evaluation.metrics import wilson_interval
 
 
 def _fmt(value: float | None, percent: bool = False, spec: str = ".3g") -> str:
@@ -71,10 +72,15 @@ def _sampler_table(result: EvaluationResult) -> list[str]:
 
 
 def _caption_table(result: EvaluationResult) -> list[str]:
-    """Caption match and per-attribute accuracy of the samplers and reference rows: per object
-    count, and over all prompts ("all") first when they mix counts."""
+    """Caption match, its 95 % Wilson interval and per-attribute accuracy of the samplers and
+    reference rows: per object count, and over all prompts ("all") first when they mix counts."""
     scored = {
-        row.name: (row.caption_match, row.attribute_accuracy, row.accuracy_by_objects)
+        row.name: (
+            row.caption_match,
+            row.attribute_accuracy,
+            row.accuracy_by_objects,
+            row.images_by_objects,
+        )
         for row in result.samplers
     }
     for name, values in result.references.items():
@@ -83,19 +89,23 @@ def _caption_table(result: EvaluationResult) -> list[str]:
                 values["caption_match"],
                 values["attribute_accuracy"],
                 values["accuracy_by_objects"],
+                values["images_by_objects"],
             )
-    attributes = sorted({k for _, per_attribute, _ in scored.values() for k in per_attribute})
+    attributes = sorted({k for _, per_attribute, _, _ in scored.values() for k in per_attribute})
     if not attributes:
         return []
     rows = []
-    for name, (match, per_attribute, by_objects) in scored.items():
-        groups = {str(n): by_objects[n] for n in sorted(by_objects)}
+    for name, (match, per_attribute, by_objects, images) in scored.items():
+        groups = {str(n): (by_objects[n], images[n]) for n in sorted(by_objects)}
         if len(groups) > 1:
-            groups = {"all": {"match": match, **per_attribute}, **groups}
-        for objects, values in groups.items():
-            cells = [_fmt(values.get(k), percent=True) for k in ["match", *attributes]]
-            rows.append([name, objects, *cells])
-    return ["", *_table(["sampler", "objects", "caption match", *attributes], rows)]
+            groups = {"all": ({"match": match, **per_attribute}, sum(images.values())), **groups}
+        for objects, (values, count) in groups.items():
+            low, high = wilson_interval(round(values["match"] * count), count)
+            interval = f"{100 * low:.1f}-{100 * high:.1f}%"
+            cells = [_fmt(values.get(k), percent=True) for k in attributes]
+            rows.append([name, objects, _fmt(values["match"], percent=True), interval, *cells])
+    header = ["sampler", "objects", "caption match", "95 % interval", *attributes]
+    return ["", *_table(header, rows)]
 
 
 def _object_table(result: EvaluationResult) -> list[str]:

@@ -15,7 +15,7 @@ from arcflow.data.scenes import Scene, SceneObject, heldout_prompts, render_batc
 from arcflow.evaluation import harness
 from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.features import ClipScorer, EvaluatorFeatures, InceptionFeatures, to_uint8
-from arcflow.evaluation.metrics import PSNR_CAP_DB, psnr
+from arcflow.evaluation.metrics import PSNR_CAP_DB, psnr, wilson_interval
 from arcflow.evaluation.report import write_report
 from arcflow.models.flow_matching import load_vae
 from arcflow.models.vae import LatentCodec
@@ -92,6 +92,7 @@ def test_every_sampler_is_measured(run):
         assert set(row.attribute_accuracy) >= {"color", "shape", "count"}
         assert set(row.accuracy_by_objects) == {2}  # these 4 held-out scenes hold 2 objects
         assert row.accuracy_by_objects[2]["match"] == row.caption_match
+        assert row.images_by_objects == {2: 8}  # 4 prompts x 2 seeds
         assert row.match_by_object == {}  # no one-object prompts here
         if row is not teacher:
             assert 0 < row.psnr_vs_teacher_db < PSNR_CAP_DB
@@ -163,7 +164,12 @@ def test_reports(run, tmp_path):
     for name in [*SAMPLERS.split(","), "(data)", "(vae)"]:
         assert f"| {name} |" in table
         assert f"| {name} | 2 |" in table  # caption match of the 2-object prompts
-    assert "| sampler | objects | caption match | color | count |" in table
+    assert "| sampler | objects | caption match | 95 % interval | color | count |" in table
+    # The interval of each rate over its 8 images (4 prompts x 2 seeds), e.g. 0 of 8: 0.0-32.4 %.
+    for row in result.samplers:
+        low, high = wilson_interval(round(row.caption_match * 8), 8)
+        rate = f"{100 * row.caption_match:.1f}%"
+        assert f"| {row.name} | 2 | {rate} | {100 * low:.1f}-{100 * high:.1f}% |" in table
     assert "(vae): the rendered scenes encoded (posterior mean) and decoded: " in table
     with Image.open(paths["grid"]) as grid:
         assert grid.size == (80 + 3 * 128, 5 * 128)
@@ -308,6 +314,7 @@ def test_cli_splits_object_counts_and_reconstructs_the_scenes(
     for row in [*data["samplers"], references["data"], references["vae"]]:
         by_objects = row["accuracy_by_objects"]
         assert set(by_objects) == {"1", "2"}
+        assert row["images_by_objects"] == {"1": 2, "2": 2}
         assert all(0 <= v <= 1 for accuracy in by_objects.values() for v in accuracy.values())
         # 2 prompts of each count: the overall match is the mean of the two
         halves = (by_objects["1"]["match"] + by_objects["2"]["match"]) / 2

@@ -1,4 +1,5 @@
-"""Metrics on inputs with known answers: Fréchet distance of Gaussians, PSNR, MSE, diversity."""
+"""Metrics on inputs with known answers: Fréchet distance of Gaussians, PSNR, MSE, diversity, the
+Wilson interval of a rate."""
 
 import math
 
@@ -14,6 +15,7 @@ from arcflow.evaluation.metrics import (
     frechet_distance_from_stats,
     latent_mse,
     psnr,
+    wilson_interval,
 )
 
 
@@ -106,6 +108,27 @@ def test_diversity_is_the_mean_pairwise_distance():
     assert diversity(torch.stack([collapsed, one_prompt])) == pytest.approx(2.0)
     with pytest.raises(ValueError):
         diversity(torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("successes,trials", [(169, 200), (0, 12), (12, 12), (861, 1000), (1, 3)])
+def test_wilson_interval_matches_scipy(successes, trials):
+    from scipy.stats import binomtest
+
+    expected = binomtest(successes, trials).proportion_ci(0.95, method="wilson")
+    low, high = wilson_interval(successes, trials)
+    assert low == pytest.approx(expected.low, abs=1e-9)
+    assert high == pytest.approx(expected.high, abs=1e-9)
+    assert 0 <= low <= successes / trials <= high <= 1
+
+
+def test_wilson_interval_narrows_with_more_images_and_rejects_bad_counts():
+    widths = [high - low for low, high in (wilson_interval(85 * k, 100 * k) for k in (1, 4, 16))]
+    # The width falls as 1 / sqrt(n): a quarter of it at 16x the images.
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[2] == pytest.approx(widths[0] / 4, rel=0.02)
+    for successes, trials in ((3, 2), (-1, 5), (0, 0)):
+        with pytest.raises(ValueError, match="successes <= trials"):
+            wilson_interval(successes, trials)
 
 
 def test_shape_errors_are_loud():
