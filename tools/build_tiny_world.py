@@ -31,7 +31,9 @@ Per stack (every training stage is the same ``python tools/train.py CONFIG`` a u
    published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
    checkpoints/tiny-<arch>-linear/ (measured, not shipped);
 6. evaluation: ``tools/evaluate.py`` (N one-object and N two-object held-out prompts, the VAE's
-   reconstructions as reference) -> work_dirs/tiny_world_<arch>/results.{json,md}, grid.png.
+   reconstructions as reference) -> work_dirs/tiny_world_<arch>/results.{json,md}, grid.png;
+   then the bar measurement, the teacher and both 2-NFE students on ``--bar-prompts`` (1000)
+   one-object prompts -> work_dirs/tiny_world_<arch>_bar/.
 
 Training runs use one thread per process (``--threads``): on a small shared CPU, tiny models run
 several times faster single-threaded than with threads fighting over cores.
@@ -94,14 +96,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="skip stages already done")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training run")
     parser.add_argument("--num-prompts", type=int, default=200, help="evaluation prompts")
+    parser.add_argument(
+        "--bar-prompts",
+        type=int,
+        default=1000,
+        help="one-object prompts of the bar measurement (teacher and 2-NFE students)",
+    )
     return parser.parse_args()
 
 
 class Builder:
-    def __init__(self, threads: int, resume: bool, num_prompts: int) -> None:
+    def __init__(self, threads: int, resume: bool, num_prompts: int, bar_prompts: int) -> None:
         self.env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self.resume = resume
         self.num_prompts = num_prompts
+        self.bar_prompts = bar_prompts
         self.timings: list[tuple[str, float]] = []
 
     def stage(self, name: str, done: Path | None, action: Callable[[], None]) -> None:
@@ -231,19 +240,27 @@ def build_stack(builder: Builder, arch: str) -> None:
     for config, out in ((f"arcflow_tiny_{name}", adapter), (f"linear_tiny_{name}", linear)):
         builder.stage(f"{name}: {config}", None, lambda c=config: builder.train(c))
         builder.stage(f"{name}: {config} export", out, lambda c=config, o=out: export_adapter(c, o))
+    stack_args = ["tools/evaluate.py", "--preset", "tiny", "--arch", arch, "--model", str(stack)]
+    stack_args += ["--adapter", str(adapter), "--linear-adapter", str(linear), "--seeds", "1"]
     report = Path("work_dirs") / f"tiny_world_{name}"
-    evaluate = ["tools/evaluate.py", "--preset", "tiny", "--arch", arch, "--model", str(stack)]
-    evaluate += ["--adapter", str(adapter), "--linear-adapter", str(linear)]
-    evaluate += ["--prompts", str(builder.num_prompts), "--num-objects", "1,2", "--seeds", "1"]
+    evaluate = [*stack_args, "--prompts", str(builder.num_prompts), "--num-objects", "1,2"]
     evaluate += ["--out", str(report)]
     builder.stage(f"{name}: evaluation", report / "results.json", lambda: builder.python(*evaluate))
+    # The bars (teacher >= 85 %, 2-NFE student >= 90 % of it) are read on a larger one-object
+    # sample: at 200 images a caption match's 95 % interval spans about +-5 points.
+    bar = Path("work_dirs") / f"tiny_world_{name}_bar"
+    measure = [*stack_args, "--prompts", str(builder.bar_prompts), "--num-objects", "1"]
+    measure += ["--samplers", "teacher50,arcflow2,linear2", "--out", str(bar)]
+    builder.stage(
+        f"{name}: bar measurement", bar / "results.json", lambda: builder.python(*measure)
+    )
 
 
 def main() -> None:
     args = parse_args()
     os.chdir(ROOT)
     torch.set_num_threads(args.threads)
-    builder = Builder(args.threads, args.resume, args.num_prompts)
+    builder = Builder(args.threads, args.resume, args.num_prompts, args.bar_prompts)
     total = time.perf_counter()
     builder.stage(
         "evaluator",

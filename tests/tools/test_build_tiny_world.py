@@ -61,3 +61,48 @@ def test_each_stage_declares_the_architecture_it_loads(build_tool):
             exported = dict(_config(source).model.transformer.from_config)
             loaded = deepened_config(arch, exported, model.transformer.get("deepen", 1))
             assert dict(model.transformer.from_config) == loaded, (arch, stage)
+
+
+class _Recorder:
+    """Stands in for the build's ``Builder``: records stage names and the evaluation commands,
+    trains and exports nothing (``resume``: the stack on disk is left alone)."""
+
+    resume = True
+    num_prompts = 200
+    bar_prompts = 1000
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+        self.commands: list[list[str]] = []
+
+    def stage(self, name, done, action) -> None:
+        self.stages.append(name)
+        if name.endswith(("evaluation", "bar measurement")):
+            action()
+
+    def python(self, *argv: str) -> None:
+        self.commands.append(list(argv))
+
+
+def test_the_build_ends_with_the_evaluation_and_the_bar_measurement(build_tool):
+    """Both evaluate the shipped stack; the bars are read on 1000 one-object prompts of the
+    teacher and the two 2-NFE students, with samplers the evaluation tool accepts."""
+    from arcflow.evaluation.harness import SAMPLER_KINDS, parse_samplers
+
+    for arch, name in build_tool.STACK_NAMES.items():
+        builder = _Recorder()
+        build_tool.build_stack(builder, arch)
+        assert builder.stages[-2:] == [f"{name}: evaluation", f"{name}: bar measurement"]
+        evaluation, bar = (dict(zip(c[1::2], c[2::2])) for c in builder.commands)
+        for key in ("--arch", "--model", "--adapter", "--linear-adapter", "--seeds"):
+            assert bar[key] == evaluation[key], key
+        assert evaluation["--model"] == f"checkpoints/tiny-{name}"
+        assert (evaluation["--prompts"], evaluation["--num-objects"]) == ("200", "1,2")
+        assert (bar["--prompts"], bar["--num-objects"]) == ("1000", "1")
+        assert bar["--out"] == f"work_dirs/tiny_world_{name}_bar"
+        samplers = parse_samplers(bar["--samplers"], list(SAMPLER_KINDS))
+        assert [(s.kind, s.steps) for s in samplers] == [
+            ("teacher", 50),
+            ("arcflow", 2),
+            ("linear", 2),
+        ]
