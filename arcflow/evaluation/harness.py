@@ -13,8 +13,9 @@ batch so that its images are at hand):
 
 - Fréchet distance to the reference's samples and to real data, in each feature space given (the
   tiny world's attribute evaluator; Inception or CLIP for real models);
-- caption match, overall, per attribute, and both again per object count; for one-object prompts
-  that state a size, caption match per stated size and shape ("large star") (tiny world);
+- caption match, overall, per attribute, and both again per object count with the images behind
+  each count (the report gives each count's rate its 95 % Wilson interval); for one-object
+  prompts that state a size, caption match per stated size and shape ("large star") (tiny world);
 - agreement from the same noise: pixel PSNR of the 8-bit images and latent MSE;
 - diversity: mean pairwise feature distance across the seeds of one prompt;
 - wall time of the sampling loop per image, NFE (transformer forwards) and speed-up.
