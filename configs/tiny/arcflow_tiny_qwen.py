@@ -9,8 +9,8 @@
 # Batch 8: each iteration runs the teacher 8 times on the doubled (CFG) batch, so the budget is
 # set by the 15-minute target on 2 cores; at the same compute, more iterations of a smaller batch
 # did better (an early teacher: 1600 x 8 29.0 % against 800 x 16 27.0 %). On 1000 held-out
-# one-object prompts of the shipped teacher (87.2 %): 850 x 8 78.6 % (seed 1: 79.2 %; 12 min
-# alone on the 2 cores), 650 x 12 78.2 %, and 800 x 16 78.8 % (19.6 min).
+# one-object prompts of the shipped teacher (87.2 %): 850 x 8 78.6 % (seeds 1 / 2: 79.2 / 78.4 %;
+# 12 min alone on the 2 cores), 650 x 12 78.2 %, and 800 x 16 78.8 % (19.6 min).
 # Policy dropout 0 (released: 0.1): at 800 x 16 the student reached 78.8 / 79.0 / 79.2 % with
 # seeds 0 / 1 / 2 (model.seed and student.init_seed), against 77.9 / 78.5 % at 0.1 with seeds
 # 0 / 1. Dropping components of the rollout policy guards a long run against leaning on a few of
