@@ -36,20 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arch", choices=sorted(SPECS), default="flux")
-    parser.add_argument("--preset", choices=["tiny"], help="the shipped tiny-world models")
-    parser.add_argument("--model", help="base model folder or Hub id (default: the preset's)")
-    parser.add_argument("--adapter", help="ArcFlow adapter (default: the preset's)")
-    parser.add_argument(
-        "--linear-adapter",
-        help="K = 1 baseline adapter for linear<N> (tiny preset: checkpoints/tiny-<arch>-linear)",
-    )
-    parser.add_argument(
-        "--student",
-        action="append",
-        default=[],
-        metavar="NAME=FOLDER",
-        help="a further adapter, sampled as NAME<N> (NAME: letters and _), e.g. for ablations: "
+    cli.add_stack_arguments(
+        parser,
+        SPECS,
+        "a further adapter, sampled as NAME<N> (NAME: letters and _), e.g. for ablations: "
         "--student no_decay=work_dirs/x/adapter --samplers arcflow2,no_decay2 (repeatable)",
     )
     prompts = parser.add_mutually_exclusive_group(required=True)
@@ -67,20 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help="comma-separated")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--batch-prompts", type=int, default=8, help="prompts per batch")
-    parser.add_argument("--height", type=int, help="default: the model's (tiny: 64)")
-    parser.add_argument("--width", type=int, help="default: the model's (tiny: 64)")
-    parser.add_argument("--max-sequence-length", type=int, help="default: as inference_*.py")
-    parser.add_argument(
-        "--guidance-scale",
-        type=float,
-        help="teacher guidance (default: released; the tiny preset: its teacher's)",
-    )
     parser.add_argument("--evaluator", help=f"attribute evaluator (tiny world: {TINY_EVALUATOR})")
     parser.add_argument("--inception", type=Path, help="TorchScript inception-2015-12-05.pt")
     parser.add_argument("--clip", type=Path, help="local transformers CLIPModel folder")
     parser.add_argument("--grid-prompts", type=int, default=8, help="columns of grid.png")
-    parser.add_argument("--device", help="default: cuda if available, else cpu")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     return parser
 
 
@@ -123,41 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"attribute evaluator {evaluator_path} not found (tools/train_evaluator.py)")
 
     cli.quiet_libraries()
-    import torch
 
     from arcflow.data.scenes import heldout_prompts, render_batch
     from arcflow.evaluation import features, harness, report
     from arcflow.evaluation.attributes import AttributeEvaluator
-    from arcflow.models.adapter_format import load_arcflow_adapter
-    from arcflow.models.loading import folder_fingerprint, load_base_transformer
-    from arcflow.models.student import resolve_dtype
+    from arcflow.models.loading import folder_fingerprint
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = resolve_dtype(
-        {"auto": "bfloat16" if device.type == "cuda" else "float32"}.get(args.dtype, args.dtype)
-    )
     try:
-        model, adapter = cli.resolve_sources(spec, args)
-        pipe = cli.load_pipeline(spec, model, adapter, dtype, str(device), offload=False)
+        stack = harness.load_stack(spec, args, folders)
     except cli.LoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return cli.EXIT_LOAD_ERROR
-    # Each further student gets its own copy of the base: an adapter modifies its base in place.
-    students = {
-        name: load_arcflow_adapter(load_base_transformer(model, args.arch, dtype).to(device), path)
-        for name, path in folders.items()
-    }
-    guidance_scale = cli.resolve_guidance(spec, args)
-    if guidance_scale is not None:
-        for student in (pipe.student, *students.values()):
-            student.guidance_scale = guidance_scale
-    stack = harness.stack_from_pipeline(
-        pipe,
-        students,
-        args.height or (spec.tiny_size if tiny else None),
-        args.width or (spec.tiny_size if tiny else None),
-        args.max_sequence_length or (spec.tiny_max_sequence_length if tiny else 512),
-    )
+    device = stack.device
 
     real_images = None
     if tiny_world:
@@ -208,14 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     result.settings.update(
         arch=args.arch,
-        model=model,
-        adapter=adapter,
+        model=stack.sources["model"],
+        adapter=stack.sources["arcflow"],
         students=folders,
-        dtype=str(dtype),
+        dtype=str(stack.dtype),
         num_objects=args.num_objects,
     )
     # Which weights made these numbers: the tiny world's checkpoints are rebuilt now and then.
-    sources = {"transformer": Path(model) / "transformer", "adapter": adapter, **folders}
+    sources = {
+        "transformer": Path(stack.sources["model"]) / "transformer",
+        "adapter": stack.sources["arcflow"],
+        **folders,
+    }
     result.settings["weights_sha256"] = {k: folder_fingerprint(v) for k, v in sources.items()}
     paths = report.write_report(result, args.out)
     print(report.markdown_table(result))

@@ -32,6 +32,7 @@ from arcflow.evaluation.harness import (  # noqa: E402
     SamplerResult,
     SamplerSpec,
     evaluate,
+    load_stack,
     parse_samplers,
     stack_from_pipeline,
 )
@@ -44,6 +45,28 @@ __all__ += [
     "SamplerSpec",
     "evaluate",
     "parse_samplers",
+    "load_stack",
     "stack_from_pipeline",
     "write_report",
+]
+
+# The trajectory probe: each sampler's distance to the teacher's path inside each step.
+from arcflow.evaluation.trajectory import (  # noqa: E402
+    ProbeRecord,
+    ProbeResult,
+    probe_batch,
+    probe_trajectories,
+    student_step,
+    teacher_euler_step,
+    teacher_path,
+)
+
+__all__ += [
+    "ProbeRecord",
+    "ProbeResult",
+    "probe_batch",
+    "probe_trajectories",
+    "student_step",
+    "teacher_euler_step",
+    "teacher_path",
 ]

@@ -107,6 +107,9 @@ class GenerationStack:
     teacher_forwards: int = 1  # transformer forwards per teacher step: 2 with true CFG
     shift: float = 3.2
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    # Where the weights came from: "model" (the base), "arcflow" and each further student.
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def stack_from_pipeline(
@@ -138,6 +141,45 @@ def stack_from_pipeline(
         teacher_forwards=2 if true_cfg else 1,
         device=pipe._execution_device,
     )
+
+
+def load_stack(spec: Any, args: Any, students: dict[str, str]) -> GenerationStack:
+    """The stack the evaluation tools share, from their common flags (``--preset``, ``--model``,
+    ``--adapter``, ``--device``, ``--dtype``, ``--guidance-scale``, ``--height``, ``--width``,
+    ``--max-sequence-length``): the pipeline with its ArcFlow adapter plus ``students``
+    (name -> adapter folder), each on its own copy of the base, since an adapter modifies its base
+    in place. Raises :class:`arcflow.pipelines.cli.LoadError` when the model or an adapter cannot
+    be loaded."""
+    from arcflow.models.adapter_format import load_arcflow_adapter
+    from arcflow.models.loading import load_base_transformer
+    from arcflow.models.student import resolve_dtype
+    from arcflow.pipelines import cli
+
+    tiny = args.preset == "tiny"
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = resolve_dtype(
+        {"auto": "bfloat16" if device.type == "cuda" else "float32"}.get(args.dtype, args.dtype)
+    )
+    model, adapter = cli.resolve_sources(spec, args)
+    pipe = cli.load_pipeline(spec, model, adapter, dtype, str(device), offload=False)
+    loaded = {
+        name: load_arcflow_adapter(load_base_transformer(model, args.arch, dtype).to(device), path)
+        for name, path in students.items()
+    }
+    guidance_scale = cli.resolve_guidance(spec, args)
+    if guidance_scale is not None:
+        for student in (pipe.student, *loaded.values()):
+            student.guidance_scale = guidance_scale
+    stack = stack_from_pipeline(
+        pipe,
+        loaded,
+        args.height or (spec.tiny_size if tiny else None),
+        args.width or (spec.tiny_size if tiny else None),
+        args.max_sequence_length or (spec.tiny_max_sequence_length if tiny else 512),
+    )
+    stack.dtype = dtype
+    stack.sources = {"model": model, "arcflow": adapter, **students}
+    return stack
 
 
 @dataclass

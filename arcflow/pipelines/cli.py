@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,6 +223,35 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 # ------------------------------------------------------------------------------ loading
+def add_stack_arguments(
+    parser: argparse.ArgumentParser, archs: Iterable[str], student_help: str
+) -> None:
+    """The flags ``arcflow.evaluation.harness.load_stack`` reads: which base and adapters
+    (``--arch``, ``--preset``, ``--model``, ``--adapter``, ``--linear-adapter``, ``--student``),
+    how they run (``--device``, ``--dtype``, ``--guidance-scale``) and the image size."""
+    parser.add_argument("--arch", choices=sorted(archs), default="flux")
+    parser.add_argument("--preset", choices=["tiny"], help="the shipped tiny-world models")
+    parser.add_argument("--model", help="base model folder or Hub id (default: the preset's)")
+    parser.add_argument("--adapter", help="ArcFlow adapter (default: the preset's)")
+    parser.add_argument(
+        "--linear-adapter",
+        help="K = 1 baseline adapter (tiny preset: checkpoints/tiny-<arch>-linear)",
+    )
+    parser.add_argument(
+        "--student", action="append", default=[], metavar="NAME=FOLDER", help=student_help
+    )
+    parser.add_argument("--height", type=int, help="default: the model's (tiny: 64)")
+    parser.add_argument("--width", type=int, help="default: the model's (tiny: 64)")
+    parser.add_argument("--max-sequence-length", type=int, help="default: as inference_*.py")
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        help="teacher guidance (default: released; the tiny preset: its teacher's)",
+    )
+    parser.add_argument("--device", help="default: cuda if available, else cpu")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+
+
 def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
     """Model and adapter after the preset; a missing tiny stack is a LoadError."""
     model, adapter = args.model, args.adapter

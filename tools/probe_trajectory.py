@@ -1,0 +1,132 @@
+"""How closely each sampler follows the teacher's own path inside each student step.
+
+    python tools/probe_trajectory.py --preset tiny --arch flux
+    python tools/probe_trajectory.py --preset tiny --arch qwen_image --student k4=work_dirs/k4
+    python tools/probe_trajectory.py --arch flux --prompts-file prompts.txt --out work_dirs/probe
+
+For each student step and each sampler (the ArcFlow adapter, the K = 1 linear adapter, further
+--student adapters, and the teacher's one Euler step), from that sampler's own state at the step's
+start: the teacher's path over the step (--substeps Heun substeps, the sampler's guidance: FLUX's
+embedded guidance, Qwen-Image's true CFG), and the sampler's distance to it at --fractions of the
+step, relative to the teacher's displacement over the step. The teacher path's chord deviation is
+what the best straight step must miss. Means over the prompts with 95 % t-intervals; writes
+probe.jsonl and probe.png under --out and prints the table (arcflow/evaluation/trajectory.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from arcflow.pipelines import cli
+
+SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cli.add_stack_arguments(parser, SPECS, "a further adapter probed as NAME (repeatable)")
+    prompts = parser.add_mutually_exclusive_group()
+    prompts.add_argument(
+        "--prompts", type=int, help="N held-out tiny-world scene prompts (tiny preset: 32)"
+    )
+    prompts.add_argument("--prompts-file", type=Path, help="text file, one prompt per line")
+    parser.add_argument(
+        "--num-objects",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="tiny world: objects per prompt",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="image i starts from seed + i")
+    parser.add_argument("--nfe", type=int, default=2, help="student steps")
+    parser.add_argument("--substeps", type=int, default=16, help="teacher substeps per step")
+    parser.add_argument("--solver", choices=["heun", "euler"], default="heun")
+    parser.add_argument(
+        "--fractions", default="0.25,0.5,0.75,1", help="where inside each step to compare"
+    )
+    parser.add_argument("--batch-prompts", type=int, default=16, help="prompts per batch")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: work_dirs/probe_trajectory_<arch>)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    spec = SPECS[args.arch]
+    tiny = args.preset == "tiny"
+    try:
+        fractions = [float(f) for f in args.fractions.split(",")]
+    except ValueError:
+        parser.error(f"--fractions takes comma-separated numbers, got {args.fractions!r}")
+    if any(not 0 < f <= 1 for f in fractions):
+        parser.error(f"--fractions must lie in (0, 1], got {args.fractions}")
+    for flag in ("prompts", "nfe", "substeps", "batch_prompts"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.prompts is None and args.prompts_file is None:
+        if not tiny:
+            parser.error("give --prompts-file, or --prompts N for tiny-world scene prompts")
+        args.prompts = 32
+    extra = dict(item.split("=", 1) for item in args.student if "=" in item)
+    if len(extra) != len(args.student):
+        parser.error("--student takes NAME=FOLDER")
+    linear = args.linear_adapter
+    if linear is None and tiny:
+        linear = str(cli.REPO_ROOT / spec.tiny_adapter.replace("-arcflow", "-linear"))
+    folders = dict(extra)
+    if linear and linear != "none":
+        folders = {"linear": linear, **extra}
+    for name, folder in folders.items():
+        if not Path(folder).is_dir():
+            parser.error(f"adapter {name}={folder}: no such folder")
+    texts: list[str]
+    if args.prompts_file is not None:
+        if not args.prompts_file.is_file():
+            parser.error(f"--prompts-file {args.prompts_file} does not exist")
+        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
+        texts = [line.strip() for line in lines if line.strip()]
+    else:
+        from arcflow.data.scenes import heldout_prompts
+
+        texts = [p for p, _ in heldout_prompts(args.prompts, args.seed, args.num_objects)]
+
+    cli.quiet_libraries()
+    from arcflow.evaluation import harness, trajectory
+
+    try:
+        stack = harness.load_stack(spec, args, folders)
+    except cli.LoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return cli.EXIT_LOAD_ERROR
+    samplers = {trajectory.TEACHER_EULER: trajectory.teacher_euler_step(stack.teacher)}
+    samplers.update({name: trajectory.student_step(s) for name, s in stack.students.items()})
+    result = trajectory.probe_trajectories(
+        stack,
+        samplers,
+        texts,
+        seed=args.seed,
+        batch_prompts=args.batch_prompts,
+        nfe=args.nfe,
+        substeps=args.substeps,
+        solver=args.solver,
+        fractions=fractions,
+        progress=True,
+    )
+    result.settings.update(arch=args.arch, sources=stack.sources, dtype=str(stack.dtype))
+    out = args.out or cli.REPO_ROOT / "work_dirs" / f"probe_trajectory_{args.arch}"
+    jsonl = trajectory.write_jsonl(result, out / "probe.jsonl")
+    png = trajectory.plot(result, out / "probe.png", f"{spec.name}: distance to the teacher path")
+    print(trajectory.markdown_table(result))
+    print(f"wrote {jsonl}, {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
