@@ -15,8 +15,9 @@ import math
 import torch
 from torch import nn
 
-MIN_GAMMA = 0.2
-MAX_GAMMA = 4.0
+# The released initialisation of the log momentum rates r_k = ln(gamma_k): evenly spaced over
+# [ln 0.2, ln 4.0].
+RELEASED_LOG_GAMMA_RANGE = (math.log(0.2), math.log(4.0))
 
 
 class ArcFlowHead(nn.Module):
@@ -34,8 +35,9 @@ class ArcFlowHead(nn.Module):
     Initialisation (method.md section 4): means weight = the teacher weight repeated K times; means
     bias = teacher bias repeated K times + N(0, std^2) noise per (component, channel), shared by the
     p*p sub-pixels; logits weight and bias 0 (uniform mixture); log-rate weight 0, bias
-    ``ln(gamma)`` with gamma log-spaced over [0.2, 4.0] (K - 1 values), repeated per sub-pixel. With
-    zero noise the student's velocity at sigma_src equals the teacher's.
+    ``ln(gamma)`` evenly spaced over ``log_gamma_range`` (K - 1 values; released: gamma log-spaced
+    over [0.2, 4.0]), repeated per sub-pixel. With zero noise the student's velocity at sigma_src
+    equals the teacher's.
 
     Args:
         teacher_proj: the transformer's original ``proj_out`` (``inner -> C*p*p``); kept, frozen.
@@ -43,6 +45,10 @@ class ArcFlowHead(nn.Module):
         patch_size: p, the pixels per token side (2 for both pipelines).
         mean_bias_noise_std: std of the means bias noise; 0 gives exact teacher equality.
         generator: CPU generator for the noise (reproducible initialisation).
+        log_gamma_range: ``(r_min, r_max)``, the span of the initial ``r_k = ln(gamma_k)``: a
+            component's velocity changes by the factor ``gamma_k`` per unit of sigma travelled. An
+            ``r_min`` of -30 starts components that decay within a few hundredths of sigma, which a
+            teacher path that turns that quickly needs (docs/results.md).
     """
 
     def __init__(
@@ -52,10 +58,16 @@ class ArcFlowHead(nn.Module):
         patch_size: int = 2,
         mean_bias_noise_std: float = 0.05,
         generator: torch.Generator | None = None,
+        log_gamma_range: tuple[float, float] = RELEASED_LOG_GAMMA_RANGE,
     ) -> None:
         super().__init__()
         if num_components < 1:
             raise ValueError(f"num_components must be >= 1, got {num_components}")
+        if len(log_gamma_range) != 2 or not log_gamma_range[0] <= log_gamma_range[1]:
+            raise ValueError(
+                f"log_gamma_range must be (r_min, r_max) with r_min <= r_max, got {log_gamma_range}"
+            )
+        self.log_gamma_range = (float(log_gamma_range[0]), float(log_gamma_range[1]))
         pp = patch_size * patch_size
         if teacher_proj.out_features % pp:
             raise ValueError(
@@ -100,10 +112,8 @@ class ArcFlowHead(nn.Module):
         nn.init.zeros_(self.logits.bias)
 
         if self.log_rates is not None:
-            # gamma log-spaced over [MIN_GAMMA, MAX_GAMMA] <=> ln(gamma) evenly spaced.
-            log_gamma = torch.linspace(
-                math.log(MIN_GAMMA), math.log(MAX_GAMMA), k - 1, dtype=torch.float64
-            )
+            low, high = self.log_gamma_range
+            log_gamma = torch.linspace(low, high, k - 1, dtype=torch.float64)
             nn.init.zeros_(self.log_rates.weight)
             self.log_rates.bias.copy_(log_gamma.repeat_interleave(pp).to(device))
 

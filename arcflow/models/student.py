@@ -24,7 +24,7 @@ from torch import nn
 
 from arcflow.flow import ArcFlowPolicy
 from arcflow.models.arch import ArchAdapter, Cond, get_arch
-from arcflow.models.heads import ArcFlowHead, ForkedLinear
+from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE, ArcFlowHead, ForkedLinear
 from arcflow.models.lora import make_lora_config
 from arcflow.models.packing import PACK, unpack_tokens
 
@@ -61,6 +61,8 @@ class ArcFlowStudent(nn.Module):
         guidance_scale: the teacher's guidance; None gives 3.5 (FLUX, embedded, the student gets it
             too) or 4.0 (Qwen-Image, true CFG in the teacher only).
         mean_bias_noise_std: std of the means bias noise at initialisation (0: exact teacher).
+        log_gamma_range: ``(r_min, r_max)`` of the initial log momentum rates (released:
+            ``(ln 0.2, ln 4.0)``); see :class:`ArcFlowHead`.
         init_seed: seed of that noise.
         gradient_checkpointing: recompute the transformer blocks in backward.
         trainable_dtype: dtype of the trainable tensors (e.g. float32 on a bf16 base); None keeps
@@ -81,6 +83,7 @@ class ArcFlowStudent(nn.Module):
         lora_attention: bool = False,
         guidance_scale: float | None = None,
         mean_bias_noise_std: float = 0.05,
+        log_gamma_range: tuple[float, float] = RELEASED_LOG_GAMMA_RANGE,
         init_seed: int = 0,
         gradient_checkpointing: bool = False,
         trainable_dtype: torch.dtype | str | None = None,
@@ -111,7 +114,12 @@ class ArcFlowStudent(nn.Module):
         )
         generator = torch.Generator().manual_seed(init_seed)
         transformer.proj_out = ArcFlowHead(
-            transformer.proj_out, num_components, PACK, mean_bias_noise_std, generator
+            transformer.proj_out,
+            num_components,
+            PACK,
+            mean_bias_noise_std,
+            generator,
+            tuple(log_gamma_range),
         )
         transformer.norm_out.linear = ForkedLinear(transformer.norm_out.linear)
         if lora_rank > 0:

@@ -86,6 +86,15 @@ def test_head_initialisation_follows_the_method():
     assert torch.equal(exact.means.bias, teacher.bias.repeat(k))
 
 
+def test_head_rate_span_is_configurable():
+    teacher = nn.Linear(8, 16)
+    head = ArcFlowHead(teacher, 4, log_gamma_range=(-30.0, 1.5))
+    rates = head.log_rates.bias.detach().view(3, 4)
+    torch.testing.assert_close(rates[:, 0], torch.tensor([-30.0, -14.25, 1.5]))
+    with pytest.raises(ValueError, match="r_min <= r_max"):
+        ArcFlowHead(teacher, 4, log_gamma_range=(1.0, -1.0))
+
+
 def test_head_modes_and_single_component():
     teacher = nn.Linear(8, 16)
     head = ArcFlowHead(teacher, num_components=1)

@@ -62,6 +62,18 @@ def test_student_velocity_at_sigma_src_equals_teacher_at_init(arch, tiny):
     torch.testing.assert_close(policy.velocity(SIGMA), teacher, rtol=1e-5, atol=1e-6)
     # Away from sigma_src the momentum rates bend the velocity.
     assert not torch.allclose(policy.velocity(SIGMA * 0.5), teacher, atol=1e-3)
+    torch.testing.assert_close(
+        policy.log_rates[:, :, 0],
+        torch.tensor([-1.6094, -0.1116, 1.3863]).view(1, 3, 1, 1).expand(2, 3, 8, 6),
+        atol=1e-4,
+        rtol=0,
+    )
+    fast = tiny.student(arch, num_components=4, log_gamma_range=(-30.0, 0.0)).eval()
+    with torch.no_grad():
+        rates = fast.student_policy(x, SIGMA, cond).log_rates[:, :, 0]
+    torch.testing.assert_close(
+        rates, torch.tensor([-30.0, -15.0, 0.0]).view(1, 3, 1, 1).expand(2, 3, 8, 6)
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
