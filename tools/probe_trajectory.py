@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-prompts", type=int, default=16, help="prompts per batch")
     parser.add_argument(
+        "--oracle",
+        action="append",
+        default=[],
+        metavar="K[:RMIN:RMAX]",
+        help="also probe a policy of K components fitted per image by the imitation loss (no "
+        "network; log-rates fixed, evenly spaced over [RMIN, RMAX], default the released span "
+        "ln 0.2 .. ln 4): what the loss reaches with unlimited capacity (repeatable)",
+    )
+    parser.add_argument(
+        "--oracle-steps", type=int, default=1500, help="Adam steps of each --oracle fit per step"
+    )
+    parser.add_argument(
         "--out", type=Path, help="output folder (default: work_dirs/probe_trajectory_<arch>)"
     )
     return parser
@@ -66,7 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--fractions takes comma-separated numbers, got {args.fractions!r}")
     if any(not 0 < f <= 1 for f in fractions):
         parser.error(f"--fractions must lie in (0, 1], got {args.fractions}")
-    for flag in ("prompts", "nfe", "substeps", "batch_prompts"):
+    oracles = {}
+    for spec_text in args.oracle:
+        try:
+            k, *span = spec_text.split(":")
+            oracle = (int(k), tuple(float(r) for r in span) or None)
+        except ValueError:
+            parser.error(f"--oracle takes K or K:RMIN:RMAX, got {spec_text!r}")
+        if oracle[0] < 1 or (oracle[1] is not None and len(oracle[1]) != 2):
+            parser.error(f"--oracle takes K >= 1 or K:RMIN:RMAX, got {spec_text!r}")
+        oracles["oracle_k" + spec_text.replace(":", "_")] = oracle
+    for flag in ("prompts", "nfe", "substeps", "batch_prompts", "oracle_steps"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
@@ -107,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         return cli.EXIT_LOAD_ERROR
     samplers = {trajectory.TEACHER_EULER: trajectory.teacher_euler_step(stack.teacher)}
     samplers.update({name: trajectory.student_step(s) for name, s in stack.students.items()})
+    for name, (k, span) in oracles.items():
+        samplers[name] = trajectory.imitation_oracle_step(
+            stack.teacher,
+            k,
+            steps=args.oracle_steps,
+            shift=stack.shift,
+            seed=args.seed,
+            **({"log_gamma_range": span} if span else {}),
+        )
     result = trajectory.probe_trajectories(
         stack,
         samplers,

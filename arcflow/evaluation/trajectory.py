@@ -17,6 +17,10 @@ and every sampler, from that sampler's own state ``x_j`` at ``sigma_j``:
 
 A student whose arc follows the teacher has ``e_f`` near 0 at every ``f``; the linear shortcut can
 at best reach ``e_f = c_f``. Means over samples come with a 95 % t-interval.
+
+:func:`imitation_oracle_step` is a sampler without a network: per-image policy parameters fitted
+by the distillation's own imitation loss. It shows what that loss can reach with unlimited capacity,
+so a trained student's gap to it is what the network and its budget lose.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from pathlib import Path
 
 import torch
 
+from arcflow.flow import ArcFlowPolicy, unwarp_sigma
+from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE
+from arcflow.models.imitation import ImitationConfig, imitate_segment
 from arcflow.pipelines.sampling import Cond, SupportsSampling, student_sigmas
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -56,6 +63,61 @@ def teacher_euler_step(model: SupportsSampling) -> StepFn:
         sigma = torch.full((x.shape[0],), sigma_from, device=x.device)
         u = model.teacher_velocity(x, sigma, cond).float()
         return torch.stack([x.float() + (float(s) - sigma_from) * u for s in targets])
+
+    return step
+
+
+def imitation_oracle_step(
+    teacher: SupportsSampling,
+    num_components: int,
+    *,
+    log_gamma_range: tuple[float, float] = RELEASED_LOG_GAMMA_RANGE,
+    steps: int = 1500,
+    lr: float = 0.02,
+    imitation: ImitationConfig | None = None,
+    shift: float = 3.2,
+    seed: int = 0,
+) -> StepFn:
+    """A step whose policy is fitted, per image, by the imitation loss instead of predicted.
+
+    From the step's start state ``x`` the means ``(B, K, C, H, W)`` (initialised to the teacher's
+    velocity there) and logits ``(B, K, 1, H, W)`` (0) are free parameters, the log-rates are
+    fixed, evenly spaced over ``log_gamma_range`` as a student head starts them, and ``steps``
+    Adam steps at ``lr`` minimise :func:`~arcflow.models.imitation.imitate_segment` over the step
+    with teacher ratio 0 (the states on the policy's own arc). ``imitation``: its settings
+    (default: the released ones without policy dropout). The step's end is ``targets[-1]``, as
+    :func:`probe_batch` passes it. Costs ``steps * num_intermediate_states`` teacher forwards.
+    """
+    cfg = imitation or ImitationConfig(policy_dropout=0.0, shift=shift)
+
+    def step(x: torch.Tensor, sigma_from: float, targets: torch.Tensor, cond: Cond) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        tau_src = float(unwarp_sigma(sigma_from, cfg.shift))
+        segment = tau_src - float(unwarp_sigma(float(targets[-1]), cfg.shift))
+        sigma = torch.full((batch,), sigma_from, device=x.device)
+        start = teacher.teacher_velocity(x, sigma, cond).float()
+        means = start.unsqueeze(1).repeat(1, num_components, 1, 1, 1).requires_grad_(True)
+        logits = x.new_zeros((batch, num_components, 1, height, width)).float()
+        logits.requires_grad_(True)
+        log_rates = None
+        if num_components > 1:
+            span = torch.linspace(*log_gamma_range, num_components - 1, device=x.device)
+            log_rates = span.view(1, -1, 1, 1, 1).expand(batch, -1, 1, height, width)
+        optimizer = torch.optim.Adam([means, logits], lr=lr)
+        rng = torch.Generator().manual_seed(seed)
+
+        def velocity(state: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return teacher.teacher_velocity(state, s, cond)
+
+        with torch.enable_grad():
+            for _ in range(steps):
+                policy = ArcFlowPolicy(means, logits, log_rates, sigma_from)
+                loss, _ = imitate_segment(policy, x, tau_src, segment, velocity, 0.0, cfg, rng)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        policy = ArcFlowPolicy(means.detach(), logits.detach(), log_rates, sigma_from)
+        return torch.stack([policy.move(x, sigma_from, float(s)) for s in targets]).float()
 
     return step
 

@@ -125,6 +125,32 @@ def test_heun_paths_converge_at_second_order():
     assert float((euler[-1] - exact).norm()) > 10 * misses[-1]
 
 
+def test_the_imitation_oracle_bends_where_a_line_cannot():
+    """On a mixture field whose rates are the oracle's own, the fitted arc comes far closer to the
+    path than the fitted line, which is held near the chord deviation."""
+    field = MixtureField()
+    field.rates = torch.tensor([-6.0, 2.0], dtype=torch.float64).view(1, 2, 1, 1, 1)
+    field.rates = field.rates.expand(SHAPE[0], 2, 1, *SHAPE[2:]).clone()
+    field.all_rates = torch.cat([torch.zeros_like(field.rates[:, :1]), field.rates], dim=1)
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+
+    def probe(steps: int) -> dict[str, list[trajectory.StepErrors]]:
+        samplers = {
+            "arc": trajectory.imitation_oracle_step(
+                field, 3, log_gamma_range=(-6.0, 2.0), steps=steps
+            ),
+            "line": trajectory.imitation_oracle_step(field, 1, steps=steps),
+        }
+        return trajectory.probe_batch(field, samplers, noise, None, substeps=32)
+
+    start, fitted = probe(0), probe(150)
+    for j in range(2):
+        arc, line = fitted["arc"][j].error.mean(), fitted["line"][j].error.mean()
+        assert arc < 0.2 * start["arc"][j].error.mean()
+        assert arc < 0.6 * line
+        assert line > 0.5 * fitted["line"][j].chord_deviation.mean()
+
+
 class StraightField:
     """``u(x, sigma) = (x - y) / (sigma + 1/2)``: every path is a straight line towards ``y``
     travelled at constant velocity, ``x(sigma) = y + (x_0 - y) (sigma + 1/2) / (3/2)``."""
@@ -226,8 +252,10 @@ def test_tool_probes_qwen_image_with_true_cfg(probe_tool, tiny_world_qwen, tmp_p
     args += ["--adapter", str(tiny_world_qwen.adapter), "--linear-adapter", "none"]
     args += ["--height", "64", "--width", "64", "--prompts", "2", "--substeps", "2"]
     args += ["--guidance-scale", "4.0", "--fractions", "0.5,1", "--out", str(tmp_path)]
+    args += ["--oracle", "2:-30:1", "--oracle-steps", "2"]
     assert probe_tool.main(args) == 0
-    assert "| arcflow |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| arcflow |" in table and "| oracle_k2_-30_1 |" in table
     settings = json.loads((tmp_path / "probe.jsonl").read_text().splitlines()[0])["settings"]
     assert settings["fractions"] == [0.5, 1.0] and settings["arch"] == "qwen_image"
 
@@ -237,6 +265,8 @@ def test_tool_names_bad_input(probe_tool, tmp_path, capsys):
         (["--fractions", "0.5,x"], "--fractions"),
         (["--fractions", "0,1"], "(0, 1]"),
         (["--substeps", "0"], "--substeps"),
+        (["--oracle", "4:-30"], "K:RMIN:RMAX"),
+        (["--oracle", "x"], "K:RMIN:RMAX"),
         (["--student", "k4"], "NAME=FOLDER"),
         (["--student", f"k4={tmp_path / 'none'}"], "no such folder"),
         (["--model", "x", "--adapter", "y", "--linear-adapter", "none"], "--prompts-file"),

@@ -62,6 +62,7 @@ def test_student_velocity_at_sigma_src_equals_teacher_at_init(arch, tiny):
     torch.testing.assert_close(policy.velocity(SIGMA), teacher, rtol=1e-5, atol=1e-6)
     # Away from sigma_src the momentum rates bend the velocity.
     assert not torch.allclose(policy.velocity(SIGMA * 0.5), teacher, atol=1e-3)
+    # Initial log-rates: the released span ln 0.2 .. ln 4, or the student's log_gamma_range.
     torch.testing.assert_close(
         policy.log_rates[:, :, 0],
         torch.tensor([-1.6094, -0.1116, 1.3863]).view(1, 3, 1, 1).expand(2, 3, 8, 6),
