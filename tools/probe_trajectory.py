@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="image i starts from seed + i")
     parser.add_argument("--nfe", type=int, default=2, help="student steps")
     parser.add_argument("--substeps", type=int, default=16, help="teacher substeps per step")
+    parser.add_argument("--steps", type=int, help="probe the first N student steps (default: all)")
     parser.add_argument("--solver", choices=["heun", "euler"], default="heun")
     parser.add_argument(
         "--fractions", default="0.25,0.5,0.75,1", help="where inside each step to compare"
@@ -88,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         if oracle[0] < 1 or (oracle[1] is not None and len(oracle[1]) != 2):
             parser.error(f"--oracle takes K >= 1 or K:RMIN:RMAX, got {spec_text!r}")
         oracles["oracle_k" + spec_text.replace(":", "_")] = oracle
-    for flag in ("prompts", "nfe", "substeps", "batch_prompts", "oracle_steps"):
+    for flag in ("prompts", "nfe", "substeps", "batch_prompts", "oracle_steps", "steps"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.steps is not None and args.steps > args.nfe:
+        parser.error(f"--steps {args.steps} is more than --nfe {args.nfe}")
     if args.prompts is None and args.prompts_file is None:
         if not tiny:
             parser.error("give --prompts-file, or --prompts N for tiny-world scene prompts")
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         substeps=args.substeps,
         solver=args.solver,
         fractions=fractions,
+        steps=args.steps,
         progress=True,
     )
     result.settings.update(arch=args.arch, sources=stack.sources, dtype=str(stack.dtype))

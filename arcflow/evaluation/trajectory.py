@@ -199,6 +199,7 @@ def probe_batch(
     substeps: int = 16,
     solver: str = "heun",
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    steps: int | None = None,
 ) -> dict[str, list[StepErrors]]:
     """Errors of every sampler against the teacher's fine path, step by step, from ``noise``.
 
@@ -209,6 +210,7 @@ def probe_batch(
         teacher: gives ``teacher_velocity`` (guidance as configured on it).
         samplers: name -> step function (:func:`student_step`, :func:`teacher_euler_step`).
         noise: ``(B, C, H, W)`` start states at sigma = 1.
+        steps: probe the first ``steps`` student steps only (default: all ``nfe``).
     Returns:
         name -> one :class:`StepErrors` per student step.
     """
@@ -219,7 +221,9 @@ def probe_batch(
     along = fraction.view(-1, 1, 1, 1, 1).float().to(noise.device)
     states = {name: noise.float() for name in samplers}
     results: dict[str, list[StepErrors]] = {name: [] for name in samplers}
-    for j in range(nfe):
+    if steps is not None and not 1 <= steps <= nfe:
+        raise ValueError(f"steps must lie in [1, nfe = {nfe}], got {steps}")
+    for j in range(nfe if steps is None else steps):
         sigma_from, sigma_to = boundaries[j], boundaries[j + 1]
         # The fractions' noise levels, then the step's end (the last row of every stack below).
         targets = torch.cat(
@@ -340,6 +344,7 @@ def probe_trajectories(
     substeps: int = 16,
     solver: str = "heun",
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    steps: int | None = None,
     progress: bool = False,
 ) -> ProbeResult:
     """:func:`probe_batch` over a prompt set, image ``i`` from the noise of seed ``seed + i`` (the
@@ -373,9 +378,10 @@ def probe_trajectories(
             substeps=substeps,
             solver=solver,
             fractions=fractions,
+            steps=steps,
         )
-        for name, steps in errors.items():
-            collected[name].append(steps)
+        for name, per_step in errors.items():
+            collected[name].append(per_step)
         bar.update(len(batch))
     bar.close()
     merged = {
@@ -384,7 +390,7 @@ def probe_trajectories(
                 torch.cat([b[j].error for b in batches]),
                 torch.cat([b[j].chord_deviation for b in batches]),
             )
-            for j in range(nfe)
+            for j in range(len(batches[0]))
         ]
         for name, batches in collected.items()
     }

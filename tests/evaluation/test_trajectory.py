@@ -252,10 +252,11 @@ def test_tool_probes_qwen_image_with_true_cfg(probe_tool, tiny_world_qwen, tmp_p
     args += ["--adapter", str(tiny_world_qwen.adapter), "--linear-adapter", "none"]
     args += ["--height", "64", "--width", "64", "--prompts", "2", "--substeps", "2"]
     args += ["--guidance-scale", "4.0", "--fractions", "0.5,1", "--out", str(tmp_path)]
-    args += ["--oracle", "2:-30:1", "--oracle-steps", "2"]
+    args += ["--oracle", "2:-30:1", "--oracle-steps", "2", "--steps", "1"]
     assert probe_tool.main(args) == 0
     table = capsys.readouterr().out
     assert "| arcflow |" in table and "| oracle_k2_-30_1 |" in table
+    assert "| 0 (" in table and "| 1 (" not in table  # step 0 only
     settings = json.loads((tmp_path / "probe.jsonl").read_text().splitlines()[0])["settings"]
     assert settings["fractions"] == [0.5, 1.0] and settings["arch"] == "qwen_image"
 
@@ -267,6 +268,7 @@ def test_tool_names_bad_input(probe_tool, tmp_path, capsys):
         (["--substeps", "0"], "--substeps"),
         (["--oracle", "4:-30"], "K:RMIN:RMAX"),
         (["--oracle", "x"], "K:RMIN:RMAX"),
+        (["--steps", "3"], "more than --nfe"),
         (["--student", "k4"], "NAME=FOLDER"),
         (["--student", f"k4={tmp_path / 'none'}"], "no such folder"),
         (["--model", "x", "--adapter", "y", "--linear-adapter", "none"], "--prompts-file"),
