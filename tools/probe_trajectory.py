@@ -157,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     result.settings.update(arch=args.arch, sources=stack.sources, dtype=str(stack.dtype))
     out = args.out or cli.REPO_ROOT / "work_dirs" / f"probe_trajectory_{args.arch}"
     jsonl = trajectory.write_jsonl(result, out / "probe.jsonl")
-    png = trajectory.plot(result, out / "probe.png", f"{spec.name}: distance to the teacher path")
+    png = trajectory.plot(
+        result,
+        out / "probe.png",
+        f"{'tiny ' + spec.name if tiny else spec.name}: distance to the teacher's path",
+    )
     print(trajectory.markdown_table(result))
     print(f"wrote {jsonl}, {png}")
     return 0
