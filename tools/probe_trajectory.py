@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cli.quiet_libraries()
     from arcflow.evaluation import harness, trajectory
+    from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE
 
     try:
         stack = harness.load_stack(spec, args, folders)
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.oracle_steps,
             shift=stack.shift,
             seed=args.seed,
-            **({"log_gamma_range": span} if span else {}),
+            log_gamma_range=span or RELEASED_LOG_GAMMA_RANGE,
         )
     result = trajectory.probe_trajectories(
         stack,
