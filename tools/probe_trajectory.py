@@ -11,6 +11,8 @@ embedded guidance, Qwen-Image's true CFG), and the sampler's distance to it at -
 step, relative to the teacher's displacement over the step. The teacher path's chord deviation is
 what the best straight step must miss. Means over the prompts with 95 % t-intervals; writes
 probe.jsonl and probe.png under --out and prints the table (arcflow/evaluation/trajectory.py).
+Students named LABEL@ITERATIONS (checkpoints of one run, e.g. --student fast@800=DIR) also give
+curves.png: the step-0 error against training length, one line per LABEL.
 """
 
 from __future__ import annotations
@@ -163,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         out / "probe.png",
         f"{'tiny ' + spec.name if tiny else spec.name}: distance to the teacher's path",
     )
+    written = [jsonl, png]
+    if trajectory.learning_curves(result):
+        written.append(trajectory.plot_learning_curves(result, out / "curves.png"))
     print(trajectory.markdown_table(result))
-    print(f"wrote {jsonl}, {png}")
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 

@@ -416,6 +416,62 @@ def write_jsonl(result: ProbeResult, path: Path) -> Path:
     return path
 
 
+def _save_figure(fig, ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_jsonl(path: Path) -> ProbeResult:
+    """The inverse of :func:`write_jsonl`."""
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    settings = json.loads(lines[0])["settings"]
+    return ProbeResult([ProbeRecord(**json.loads(line)) for line in lines[1:]], settings)
+
+
+def learning_curves(result: ProbeResult, step: int = 0) -> dict[str, list[tuple[int, float]]]:
+    """Samplers named ``LABEL@ITERATIONS`` (e.g. ``fast@800``: a run's checkpoint) grouped into one
+    curve per label: ``label -> [(iterations, mean error over the step's fractions), ...]``."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for name in dict.fromkeys(r.sampler for r in result.records):
+        label, at, iters = name.rpartition("@")
+        if at and iters.isdigit():
+            curves.setdefault(label, []).append((int(iters), result.mean_error(name, step)))
+    return {label: sorted(points) for label, points in curves.items()}
+
+
+def plot_learning_curves(result: ProbeResult, path: Path, step: int = 0, title: str = "") -> Path:
+    """Mean error over the step's fractions against training iterations, one line per
+    :func:`learning_curves` label; every other sampler except the teacher's Euler step (far above
+    the students) is a dotted horizontal reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = learning_curves(result, step)
+    if not curves:
+        raise ValueError("no sampler is named LABEL@ITERATIONS: nothing to plot against iterations")
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, points in curves.items():
+        ax.plot([n for n, _ in points], [e for _, e in points], "o-", label=label)
+    in_curves = {f"{label}@{n}" for label, points in curves.items() for n, _ in points}
+    samplers = dict.fromkeys(r.sampler for r in result.records)
+    references = [s for s in samplers if s not in in_curves and s != TEACHER_EULER]
+    for i, name in enumerate(references):
+        ax.axhline(result.mean_error(name, step), ls=":", color=f"C{len(curves) + i}", label=name)
+    ax.set_xlabel("training iterations")
+    ax.set_ylabel(f"step {step}: mean ||x - x_teacher|| / ||teacher step||")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or f"distance to the teacher's path in step {step} against training length")
+    return _save_figure(fig, ax, path)
+
+
 def markdown_table(result: ProbeResult) -> str:
     """Mean relative error per sampler (rows) and step fraction (columns), one block per step,
     with the teacher path's chord deviation as the first row of each block."""
@@ -484,9 +540,4 @@ def plot(result: ProbeResult, path: Path, title: str = "") -> Path:
     ax.set_xlabel("sigma (sampling runs right to left, 1 -> 0)")
     ax.set_ylabel("||x - x_teacher|| / ||teacher step||")
     ax.set_title(title or "distance to the teacher's path inside each student step")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, ax, path)

@@ -203,6 +203,28 @@ def test_summary_intervals_and_outputs(tmp_path):
     assert json.loads(lines[0])["settings"]["fractions"] == list(FRACTIONS)
     assert {json.loads(line)["metric"] for line in lines[1:]} == {"error", "chord_deviation"}
     assert trajectory.plot(result, tmp_path / "p.png").stat().st_size > 10_000
+    again = trajectory.read_jsonl(tmp_path / "p.jsonl")
+    assert again.records == result.records and again.settings["fractions"] == list(FRACTIONS)
+    with pytest.raises(ValueError, match="LABEL@ITERATIONS"):
+        trajectory.plot_learning_curves(result, tmp_path / "c.png")
+
+
+def test_learning_curves_group_checkpoints_of_a_run(tmp_path):
+    def record(sampler: str, fraction: float, mean: float, step: int = 0):
+        return trajectory.ProbeRecord(
+            sampler, step, 1.0, 0.5, fraction, 1 - fraction / 2, "error", mean, 0, 0, 4
+        )
+
+    means = {"run@800": (0.2, 0.4), "run@400": (0.5, 0.7), "line@400": (0.6, 0.6), "x": (1, 3)}
+    records = [record(n, f, m) for n, ms in means.items() for f, m in zip((0.5, 1.0), ms)]
+    records.append(record("run@400", 0.5, 9.0, step=1))  # another step: not in step 0's curve
+    result = trajectory.ProbeResult(records, {})
+    curves = trajectory.learning_curves(result)
+    assert curves == {
+        "run": [(400, pytest.approx(0.6)), (800, pytest.approx(0.3))],
+        "line": [(400, pytest.approx(0.6))],
+    }
+    assert trajectory.plot_learning_curves(result, tmp_path / "c.png").stat().st_size > 10_000
 
 
 def test_bad_settings_are_refused():
@@ -228,12 +250,12 @@ def probe_tool():
 def test_tool_probes_flux_students(probe_tool, tiny_world_stack, tmp_path, capsys):
     stack = tiny_world_stack
     args = ["--model", str(stack.model), "--adapter", str(stack.adapter)]
-    args += ["--linear-adapter", str(stack.linear), "--student", f"again={stack.adapter}"]
+    args += ["--linear-adapter", str(stack.linear), "--student", f"again@100={stack.adapter}"]
     args += ["--height", "64", "--width", "64", "--max-sequence-length", "32", "--prompts", "3"]
     args += ["--substeps", "2", "--batch-prompts", "2", "--out", str(tmp_path)]
     assert probe_tool.main(args) == 0
     table = capsys.readouterr().out
-    for name in ("teacher_euler", "linear", "arcflow", "again"):
+    for name in ("teacher_euler", "linear", "arcflow", "again@100"):
         assert f"| {name} |" in table
     records = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
     assert records[0]["settings"]["prompts"] == 3
@@ -242,9 +264,9 @@ def test_tool_probes_flux_students(probe_tool, tiny_world_stack, tmp_path, capsy
     }
     # The same adapter loaded twice is the same sampler.
     for key, record in by_name.items():
-        if key[0] == "again":
+        if key[0] == "again@100":
             assert record["mean"] == pytest.approx(by_name[("arcflow", *key[1:])]["mean"], abs=1e-6)
-    assert (tmp_path / "probe.png").is_file()
+    assert (tmp_path / "probe.png").is_file() and (tmp_path / "curves.png").is_file()
 
 
 def test_tool_probes_qwen_image_with_true_cfg(probe_tool, tiny_world_qwen, tmp_path, capsys):
