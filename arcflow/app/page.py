@@ -26,6 +26,7 @@ from arcflow.app.demo import (
     Request,
     Result,
 )
+from arcflow.pipelines.cli import REPO_ROOT
 
 # Tiny-world images are 64x64: show their pixels as squares, not as a blur.
 CSS = "#result img, #session img { image-rendering: pixelated; }"
@@ -69,6 +70,12 @@ def shown_images(result: Result) -> Captioned:
     return [(str(path), f"seed {request.seed + k}{label}") for k, path in enumerate(paths)]
 
 
+def shown_source(source: str) -> str:
+    """A folder inside the repository relative to it (the tiny stacks), anything else as given."""
+    path = Path(source)
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else source
+
+
 def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
     """The page for ``demo``; launch it with :func:`launch`."""
     height, width = demo.default_size
@@ -76,7 +83,8 @@ def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
     with gr.Blocks(title=f"ArcFlow {demo.spec.name}", analytics_enabled=False) as page:
         gr.Markdown(
             f"## ArcFlow: {demo.spec.name} in a few steps\n"
-            f"Base `{settings['model']}`, adapter `{settings['adapter']}`. The same settings "
+            f"Base `{shown_source(settings['model'])}`, adapter "
+            f"`{shown_source(settings['adapter'])}`. The same settings "
             "give the same pixels as the inference command line; each PNG carries its settings."
         )
         with gr.Row():
@@ -128,11 +136,18 @@ def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
             with gr.Column(scale=3):
                 timing = gr.Markdown(elem_id="timing")
                 result = gr.Gallery(
-                    label="This request", columns=2, object_fit="contain", elem_id="result"
+                    label="This request",
+                    columns=2,
+                    height=360,
+                    object_fit="contain",
+                    fit_columns=False,
+                    elem_id="result",
                 )
                 downloads = gr.File(label="PNG downloads", file_count="multiple")
         session = gr.State([])
-        gallery = gr.Gallery(label="This session", columns=6, elem_id="session")
+        gallery = gr.Gallery(
+            label="This session", columns=8, height=200, fit_columns=False, elem_id="session"
+        )
 
         def run(
             prompt: str,
