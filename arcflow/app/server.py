@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from arcflow.app.page import PageDefaults, build_page, launch
 
     demo = Demo(spec, loaded, args.out)
+    demo.warm_up()
     defaults = PageDefaults(
         prompt=prompts[0] if prompts else "",
         examples=tuple(prompts),

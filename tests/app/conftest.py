@@ -19,7 +19,7 @@ from arcflow.pipelines import cli
 
 # Two prompts at seeds 0 and 1: one CLI run gives both, as image 0 and image 1.
 PROMPTS = ("a red circle at the top left", "a blue square at the bottom right")
-TEACHER_STEPS = 8
+TEACHER_STEPS = 50  # the page's default
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     out = tmp_path_factory.mktemp("app_out")
     spec, args, _ = parse_args(["--port", str(port), "--out", str(out)])
     demo = Demo(spec, cli.load_from_args(spec, args), args.out)
+    demo.warm_up()
     page = build_page(demo, PageDefaults(show_size=False))
     launch(page, demo, args.host, args.port, prevent_thread_lock=True, quiet=True)
     yield Served(f"http://{args.host}:{port}/", demo)
