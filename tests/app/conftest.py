@@ -45,6 +45,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture
+def port() -> int:
+    """A local port that was free a moment ago."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``python app.py`` (the tiny FLUX stack) in this process, on a free local port."""

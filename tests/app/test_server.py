@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,30 @@ def test_help_lists_the_cli_flags_and_where_to_serve():
     assert result.returncode == 0, result.stderr
     for flag in ("--host", "--port", "--arch", "--model", "--adapter", "--offload", "--merge-lora"):
         assert flag in result.stdout
+
+
+def test_python_app_py_serves_the_page(tmp_path, port):
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), "--port", str(port), "--out", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                    html = page.read().decode()
+                break
+            except OSError:  # not listening yet
+                assert time.monotonic() < deadline, "app.py did not serve within 120 s"
+                time.sleep(0.5)
+        assert "ArcFlow FLUX.1-dev" in html  # the page's title
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_without_a_model_it_serves_the_tiny_stack():
