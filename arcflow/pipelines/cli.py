@@ -352,6 +352,43 @@ def seeded(seed: int, indices: list[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed + index) for index in indices]
 
 
+def sample(
+    pipe: Any,
+    prompt: str,
+    seed: int,
+    indices: list[int],
+    call: dict[str, Any],
+    teacher_steps: int | None = None,
+) -> list[Image.Image]:
+    """One batch of ``prompt``: image ``index`` from its own generator seeded ``seed + index``;
+    with ``teacher_steps``, the base teacher's N Euler steps from the same noise instead."""
+    batch = dict(call, num_images_per_prompt=len(indices))
+    if teacher_steps:
+        batch["teacher_steps"] = teacher_steps
+    return pipe(prompt, generator=seeded(seed, indices), **batch).images
+
+
+def save_sample(
+    path: Path,
+    image: Image.Image,
+    metadata: dict[str, Any],
+    teacher: Image.Image | None = None,
+    teacher_steps: int | None = None,
+) -> list[Path]:
+    """The student's PNG at ``path`` and, given the teacher's image, ``<stem>_vs_teacher.png``
+    (student | teacher); ``metadata`` holds the settings, prompt and seed of the image."""
+    save_png(image, path, {**metadata, "sampler": "arcflow-student"})
+    if teacher is None:
+        return [path]
+    compare = path.with_name(f"{path.stem}_vs_teacher.png")
+    save_png(
+        side_by_side(image, teacher),
+        compare,
+        {**metadata, "sampler": "student | teacher (left | right)", "teacher_steps": teacher_steps},
+    )
+    return [path, compare]
+
+
 def write_images(
     pipe: Any,
     args: argparse.Namespace,
@@ -367,60 +404,50 @@ def write_images(
     for p in range(rank, len(prompts), world_size):
         prompt = prompts[p]
         indices = [p * args.num_images + k for k in range(args.num_images)]
-        batch = dict(call, num_images_per_prompt=args.num_images)
-        images = pipe(prompt, generator=seeded(args.seed, indices), **batch).images
+        images = sample(pipe, prompt, args.seed, indices, call)
         teacher = None
         if args.teacher_steps:
-            generators = seeded(args.seed, indices)
-            teacher = pipe(
-                prompt, generator=generators, teacher_steps=args.teacher_steps, **batch
-            ).images
+            teacher = sample(pipe, prompt, args.seed, indices, call, args.teacher_steps)
         for k, index in enumerate(indices):
             path = image_path(args.out, index, total, prompt)
             metadata = dict(prompt=prompt, seed=args.seed + index, **settings)
-            save_png(images[k], path, {**metadata, "sampler": "arcflow-student"})
-            if teacher is not None:
-                compare = path.with_name(f"{path.stem}_vs_teacher.png")
-                save_png(
-                    side_by_side(images[k], teacher[k]),
-                    compare,
-                    {
-                        **metadata,
-                        "sampler": "student | teacher (left | right)",
-                        "teacher_steps": args.teacher_steps,
-                    },
-                )
+            save_sample(
+                path, images[k], metadata, teacher[k] if teacher else None, args.teacher_steps
+            )
             print(f"[rank {rank}] wrote {path}" if world_size > 1 else f"wrote {path}")
 
 
-def run(spec: CliSpec, argv: list[str] | None = None) -> int:
-    """Parse ``argv``, generate, write the PNGs; returns the exit code (2: nothing loadable)."""
-    parser = build_parser(spec)
-    args = parser.parse_args(argv)
-    prompts = read_prompts(args, parser)
+@dataclass
+class LoadedPipeline:
+    """A pipeline loaded as the command line asks, with what every call and PNG shares."""
+
+    pipe: Any
+    call: dict[str, Any]  # keyword arguments of each pipeline call
+    settings: dict[str, Any]  # recorded in each PNG beside prompt, seed and sampler
+
+
+def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Usage errors of the generation flags (exits through ``parser.error``)."""
     for flag in ("nfe", "num_images", "teacher_steps"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.merge_lora and args.teacher_steps:
         parser.error("--merge-lora removes the teacher that --teacher-steps samples: drop one")
-    quiet_libraries()
+
+
+def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0) -> LoadedPipeline:
+    """Device, dtype, model and adapter as the flags say; LoadError when nothing loads."""
     import torch
-    import torch.distributed as dist
 
     from arcflow.models.student import resolve_dtype
 
-    rank, world_size, local_rank = init_distributed()
     device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    try:
-        model, adapter = resolve_sources(spec, args)
-        pipe = load_pipeline(spec, model, adapter, resolve_dtype(dtype), device, args.offload)
-    except LoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_LOAD_ERROR
+    model, adapter = resolve_sources(spec, args)
+    pipe = load_pipeline(spec, model, adapter, resolve_dtype(dtype), device, args.offload)
     pipe.set_progress_bar_config(disable=True)
     if args.merge_lora:
         pipe.merge_arcflow_lora()
@@ -449,7 +476,25 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         dtype=dtype,
         merge_lora=args.merge_lora,
     )
-    write_images(pipe, args, prompts, call, settings, rank, world_size)
+    return LoadedPipeline(pipe, call, settings)
+
+
+def run(spec: CliSpec, argv: list[str] | None = None) -> int:
+    """Parse ``argv``, generate, write the PNGs; returns the exit code (2: nothing loadable)."""
+    parser = build_parser(spec)
+    args = parser.parse_args(argv)
+    prompts = read_prompts(args, parser)
+    check_arguments(args, parser)
+    quiet_libraries()
+    import torch.distributed as dist
+
+    rank, world_size, local_rank = init_distributed()
+    try:
+        loaded = load_from_args(spec, args, local_rank)
+    except LoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_LOAD_ERROR
+    write_images(loaded.pipe, args, prompts, loaded.call, loaded.settings, rank, world_size)
     if world_size > 1:
         dist.barrier()
         dist.destroy_process_group()

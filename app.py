@@ -1,0 +1,16 @@
+"""A web page that generates with the ArcFlow students (Gradio).
+
+    python app.py                      # the tiny FLUX stack on the CPU, http://127.0.0.1:7860
+    python app.py --arch qwen_image    # the tiny Qwen-Image stack
+    python app.py --model black-forest-labs/FLUX.1-dev --adapter ymyy307/ArcFlow/arcflow-flux-2steps
+
+It takes inference_flux.py's / inference_qwen.py's flags (python app.py --help; implementation:
+arcflow/app/).
+"""
+
+import sys
+
+from arcflow.app.server import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The demo's ``/generate`` endpoint through Gradio's own client, served in this process: the CLI's
+pixels and metadata, sessions kept apart under concurrent requests, input errors as messages."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from arcflow.app.demo import MAX_NFE, InputError, Request
+
+
+def client(served, folder: Path) -> Client:
+    return Client(served.url, verbose=False, download_files=folder, analytics_enabled=False)
+
+
+def generate(api: Client, prompt: str, seed: int, **settings) -> tuple:
+    """``(request images, timing, downloads, session gallery, seed)`` for the tiny FLUX page,
+    with the CLI's settings of the ``references`` fixture unless ``settings`` say otherwise."""
+    values = dict(nfe=2, guidance=7.0, image_height=64, image_width=64, num_images=1)
+    values.update(compare=False, random_seed=False)
+    values.update(settings)
+    return api.predict(prompt=prompt, seed=seed, api_name="/generate", **values)
+
+
+@pytest.fixture
+def assert_same_png(png):
+    def check(path: str | Path, reference: Path) -> None:
+        pixels, text = png(path)
+        expected_pixels, expected_text = png(reference)
+        assert np.array_equal(pixels, expected_pixels)
+        assert text == expected_text
+
+    return check
+
+
+def test_same_settings_give_the_cli_pixels_and_metadata(
+    served, references, tmp_path, assert_same_png
+):
+    reference = references[0]
+    shown, timing, files, gallery, seed = generate(
+        client(served, tmp_path),
+        reference.prompt,
+        reference.seed,
+        compare=True,
+        teacher_steps=reference.teacher_steps,
+    )
+    assert seed == reference.seed
+    student, compare = sorted(files, key=lambda name: "_vs_teacher" in name)
+    assert Path(student).name == reference.student.name
+    assert_same_png(student, reference.student)
+    assert_same_png(compare, reference.compare)
+    # Comparing, the page shows student | teacher, with the seconds of each sampler.
+    assert [Path(item["image"]).name for item in shown] == [reference.compare.name]
+    assert "2 NFE" in timing and f"teacher**, {reference.teacher_steps} Euler steps" in timing
+    assert len(gallery) == 1
+
+
+def test_concurrent_sessions_get_their_own_images(served, references, tmp_path, assert_same_png):
+    first, second = client(served, tmp_path / "a"), client(served, tmp_path / "b")
+    # An earlier image of the first session: it must stay in its gallery, out of the second's.
+    generate(first, references[1].prompt, 5)
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [
+            pool.submit(generate, api, reference.prompt, reference.seed)
+            for api, reference in zip((first, second), references)
+        ]
+        results = [job.result(timeout=120) for job in jobs]
+    for (_, _, files, _, _), reference in zip(results, references):
+        assert_same_png(files[0], reference.student)
+    captions = [[item["caption"] for item in result[3]] for result in results]
+    assert captions == [
+        [f"{references[1].prompt} (2 NFE), seed 5", f"{references[0].prompt} (2 NFE), seed 0"],
+        [f"{references[1].prompt} (2 NFE), seed 1"],
+    ]
+
+
+def test_random_seed_is_reported_and_recorded(served, references, tmp_path, png):
+    shown, _, files, _, seed = generate(
+        client(served, tmp_path), references[0].prompt, 0, random_seed=True, num_images=2
+    )
+    assert [png(path)[1]["seed"] for path in sorted(files, key=lambda path: Path(path).name)] == [
+        str(seed),
+        str(seed + 1),
+    ]
+    assert [item["caption"] for item in shown] == [f"seed {seed}", f"seed {seed + 1}"]
+
+
+@pytest.mark.parametrize(
+    "prompt, settings, message",
+    [
+        ("   ", {}, "the prompt is empty: type what the image should show"),
+        ("a cat", dict(image_height=50), "height 50 cannot be sampled by this model"),
+        ("a cat", dict(nfe=MAX_NFE + 1), f"greater than maximum value {MAX_NFE}"),  # the slider's
+    ],
+)
+def test_bad_input_is_a_message(served, tmp_path, prompt, settings, message):
+    with pytest.raises(AppError) as error:
+        generate(client(served, tmp_path), prompt, 0, **settings)
+    assert message in str(error.value) and "Traceback" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(width=65), r"width 65 cannot be sampled by this model: .* of 8 \(try 64 or 72\)"),
+        (dict(height=4096), "height must be from 8 to 2048, got 4096"),
+        (dict(nfe=0), "NFE must be from 1 to 8, got 0"),
+        (dict(nfe=1.5), "NFE must be a whole number"),
+        (dict(seed=-1), "seed must be from 0 to"),
+        (dict(num_images=5), "number of images must be from 1 to 4, got 5"),
+        (dict(guidance_scale=float("nan")), "guidance must be a number from 0 to 20, got nan"),
+        (dict(teacher_steps=0), "teacher steps must be from 1 to 200, got 0"),
+    ],
+)
+def test_each_setting_is_checked(served, change, message):
+    request = dataclasses.replace(Request("a cat", 0, 2, 7.0), **change)
+    with pytest.raises(InputError, match=message):
+        served.demo.check(request)

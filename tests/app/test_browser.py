@@ -1,0 +1,116 @@
+"""The demo page in a real browser: the system's headless Chromium (Debian's ``chromium``
+package, which ``.ci/run`` installs) driven by Playwright, no browser download.
+
+The first test also takes the README's screenshot: with ``ARCFLOW_SCREENSHOT=docs/images/app.png``
+it writes there, otherwise into its temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# A 2-NFE tiny image takes ~0.3 s from click to screen on the 2-core CPU; the bound leaves room
+# for a loaded machine without letting a seconds-long regression through.
+CLICK_TO_IMAGE_SECONDS = 3.0
+SCREENSHOT_LIMIT_BYTES = 200_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[sync_api.Browser]:
+    found = next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
+    if found is None:
+        pytest.skip(
+            "no Chromium on PATH (apt-get install chromium): the page is tested through the "
+            "Gradio API only"
+        )
+    with sync_api.sync_playwright() as playwright:
+        # --no-sandbox: Chromium's sandbox refuses to run as root, which CI is.
+        chromium = playwright.chromium.launch(executable_path=found, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser: sync_api.Browser, url: str) -> sync_api.Page:
+    """A page in its own browser context: its own cookies, so its own Gradio session."""
+    page = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
+    page.goto(url)
+    page.locator("#generate").wait_for()
+    return page
+
+
+def request_settings(page: sync_api.Page, prompt: str, seed: int) -> None:
+    page.locator("#prompt textarea").fill(prompt)
+    page.locator("#seed input").fill(str(seed))
+
+
+def shown_png(page: sync_api.Page, selector: str) -> tuple[np.ndarray, dict[str, str]]:
+    """Pixels and settings of the PNG the page shows at ``selector``, fetched as the browser
+    fetched it."""
+    source = page.locator(selector).first.get_attribute("src")
+    body = page.request.get(source).body()
+    with Image.open(io.BytesIO(body)) as image:
+        return np.asarray(image), dict(image.text)
+
+
+def assert_shows(page: sync_api.Page, selector: str, reference: Path, png) -> None:
+    pixels, text = shown_png(page, selector)
+    expected_pixels, expected_text = png(reference)
+    assert np.array_equal(pixels, expected_pixels)
+    assert text == expected_text
+
+
+def test_page_generates_the_cli_image(browser, served, references, png, tmp_path):
+    reference = references[0]
+    page = open_page(browser, served.url)
+
+    request_settings(page, reference.prompt, reference.seed)
+    start = time.perf_counter()
+    page.locator("#generate").click()
+    page.locator("#result img").first.wait_for()
+    click_to_image = time.perf_counter() - start
+    assert click_to_image < CLICK_TO_IMAGE_SECONDS
+    assert_shows(page, "#result img", reference.student, png)
+    assert "2 NFE" in page.locator("#timing").inner_text()
+
+    page.locator("#compare input").check()
+    steps = page.locator("#teacher-steps input[type=number]")
+    assert steps.input_value() == str(reference.teacher_steps)  # the page's default
+    page.locator("#generate").click()
+    page.locator("#result img[src*=_vs_teacher]").first.wait_for()
+    assert_shows(page, "#result img", reference.compare, png)
+    assert f"{reference.teacher_steps} Euler steps" in page.locator("#timing").inner_text()
+    assert page.locator("#session img").count() == 2
+
+    screenshot = Path(os.environ.get("ARCFLOW_SCREENSHOT", tmp_path / "app.png"))
+    page.screenshot(path=screenshot, full_page=True)
+    assert 0 < screenshot.stat().st_size < SCREENSHOT_LIMIT_BYTES
+
+    page.locator("#prompt textarea").fill(" ")
+    page.locator("#generate").click()
+    page.get_by_text("the prompt is empty: type what the image should show").wait_for()
+    assert "Traceback" not in page.content()
+
+
+def test_two_pages_at_once_get_their_own_images(browser, served, references, png):
+    pages = [open_page(browser, served.url) for _ in references]
+    for page, reference in zip(pages, references):
+        request_settings(page, reference.prompt, reference.seed)
+    for page in pages:
+        page.locator("#generate").click()
+    for page, reference in zip(pages, references):
+        page.locator("#result img").first.wait_for()
+        assert_shows(page, "#result img", reference.student, png)
+        assert page.locator("#session img").count() == 1
+        assert_shows(page, "#session img", reference.student, png)
