@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +20,6 @@ from PIL import Image
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# A 2-NFE tiny image takes ~0.3 s from click to screen on the 2-core CPU; the bound leaves room
-# for a loaded machine without letting a seconds-long regression through.
-CLICK_TO_IMAGE_SECONDS = 3.0
 SCREENSHOT_LIMIT_BYTES = 200_000
 
 
@@ -76,11 +72,8 @@ def test_page_generates_the_cli_image(browser, served, references, png, tmp_path
     page = open_page(browser, served.url)
 
     request_settings(page, reference.prompt, reference.seed)
-    start = time.perf_counter()
     page.locator("#generate").click()
     page.locator("#result img").first.wait_for()
-    click_to_image = time.perf_counter() - start
-    assert click_to_image < CLICK_TO_IMAGE_SECONDS
     assert_shows(page, "#result img", reference.student, png)
     assert "2 NFE" in page.locator("#timing").inner_text()
 
