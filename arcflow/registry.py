@@ -38,10 +38,12 @@ DATA_SAMPLERS = Registry(
 FUNCTIONS = Registry(
     "function", parent=MMENGINE_FUNCTIONS, scope="arcflow", locations=["arcflow.data.prompt_cache"]
 )
+VISBACKENDS = Registry(
+    "vis_backend", parent=MMENGINE_VISBACKENDS, scope="arcflow", locations=["arcflow.engine"]
+)
 # No project classes of these kinds: children only so that builds under scope "arcflow" find
 # mmengine's without a warning.
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="arcflow")
-VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope="arcflow")
 LOOPS = Registry("loop", parent=MMENGINE_LOOPS, scope="arcflow")
 OPTIMIZERS = Registry("optimizer", parent=MMENGINE_OPTIMIZERS, scope="arcflow")
 PARAM_SCHEDULERS = Registry(
