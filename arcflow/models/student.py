@@ -68,6 +68,9 @@ class ArcFlowStudent(nn.Module):
         trainable_dtype: dtype of the trainable tensors (e.g. float32 on a bf16 base); None keeps
             the base dtype. The base weights keep theirs either way; do not ``.to(dtype)`` the
             student afterwards, which would cast both.
+        adapter_name: the peft adapter name of the LoRA. Training keeps the default (checkpoint
+            keys contain it); the pipelines name it ``"arcflow"`` so that other LoRAs can be
+            loaded and weighted beside it.
     """
 
     def __init__(
@@ -87,8 +90,10 @@ class ArcFlowStudent(nn.Module):
         init_seed: int = 0,
         gradient_checkpointing: bool = False,
         trainable_dtype: torch.dtype | str | None = None,
+        adapter_name: str = LORA_ADAPTER_NAME,
     ) -> None:
         super().__init__()
+        self.adapter_name = adapter_name
         adapter = get_arch(arch)
         adapter.check_transformer(transformer)
         if isinstance(transformer.proj_out, ArcFlowHead):
@@ -127,7 +132,7 @@ class ArcFlowStudent(nn.Module):
             with torch.device(transformer.proj_out.teacher_proj.weight.device):
                 transformer.add_adapter(
                     make_lora_config(lora_rank, lora_alpha, lora_dropout, lora_init, targets),
-                    adapter_name=LORA_ADAPTER_NAME,
+                    adapter_name=adapter_name,
                 )
         self.transformer = transformer
 
@@ -169,7 +174,7 @@ class ArcFlowStudent(nn.Module):
         return {
             name: module
             for name, module in self.transformer.named_modules()
-            if isinstance(module, LoraLayer) and LORA_ADAPTER_NAME in module.lora_A
+            if isinstance(module, LoraLayer) and self.adapter_name in module.lora_A
         }
 
     def _trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -183,8 +188,8 @@ class ArcFlowStudent(nn.Module):
             modules["proj_out.log_rates"] = head.log_rates
         modules["norm_out.linear.student"] = self.transformer.norm_out.linear.student
         for path, layer in self.lora_layers().items():
-            modules[f"{path}.lora_A.{LORA_ADAPTER_NAME}"] = layer.lora_A[LORA_ADAPTER_NAME]
-            modules[f"{path}.lora_B.{LORA_ADAPTER_NAME}"] = layer.lora_B[LORA_ADAPTER_NAME]
+            for ab in ("lora_A", "lora_B"):
+                modules[f"{path}.{ab}.{self.adapter_name}"] = getattr(layer, ab)[self.adapter_name]
         for prefix, module in modules.items():
             for name, param in module.named_parameters():
                 yield f"{prefix}.{name}", param
@@ -267,7 +272,7 @@ class ArcFlowStudent(nn.Module):
         """
         for layer in self._lora_modules:
             if not layer.merged:
-                layer.merge(adapter_names=[LORA_ADAPTER_NAME])
+                layer.merge(adapter_names=[self.adapter_name])
 
     # ------------------------------------------------------------------ teacher / student
     @contextmanager
@@ -294,7 +299,7 @@ class ArcFlowStudent(nn.Module):
             (param, param.requires_grad)
             for layer in self._lora_modules
             for adapters in (layer.lora_A, layer.lora_B)
-            for param in adapters[LORA_ADAPTER_NAME].parameters()
+            for param in adapters[self.adapter_name].parameters()
         ]
         head.student_mode = modulation.student_mode = False
         for layer in self._lora_modules:

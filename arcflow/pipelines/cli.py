@@ -79,6 +79,65 @@ class LoadError(Exception):
     """Something named on the command line could not be loaded (reported without traceback)."""
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to a flag's help unless the help already speaks of its default
+    or there is none to show (argparse's ArgumentDefaultsHelpFormatter repeats it, or prints
+    ``(default: None)``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, [], False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def lora_argument(value: str) -> tuple[str, float]:
+    """``PATH[:WEIGHT]`` -> (path, weight); the weight defaults to 1."""
+    path, sep, weight = value.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(weight)
+        except ValueError:
+            pass  # a colon inside the path itself
+    return value, 1.0
+
+
+def add_lora_argument(parser: argparse.ArgumentParser) -> None:
+    """``--lora PATH[:WEIGHT]`` (repeatable), for every front end that samples a pipeline."""
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        type=lora_argument,
+        metavar="PATH[:WEIGHT]",
+        help="a further LoRA of the base model (a diffusers LoRA folder or .safetensors file, or "
+        "a Hub repo), applied at WEIGHT (default 1) beside the ArcFlow LoRA; repeatable",
+    )
+
+
+def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
+    """Load each ``(path, weight)`` of ``--lora`` into ``pipe`` (adapters ``lora0``, ``lora1``,
+    ...); LoadError naming the one that failed."""
+    for index, (source, weight) in enumerate(loras):
+        path = Path(source).expanduser()
+        where, options = (
+            (str(path.parent), dict(weight_name=path.name))
+            if path.is_file()
+            else (
+                source,
+                {},
+            )
+        )
+        try:
+            pipe.load_lora_weights(where, adapter_name=f"lora{index}", weight=weight, **options)
+        except Exception as error:  # a wrong path, file format or base model alike
+            raise LoadError(
+                f"could not load the LoRA '{source}' ({_reason(error)}).\nHint: --lora takes a "
+                "diffusers LoRA folder or .safetensors file trained for this --model, then "
+                "optionally ':WEIGHT'."
+            ) from error
+
+
 def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=(
@@ -86,7 +145,7 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
             f"Multi-GPU: torchrun --nproc_per_node=N {Path(sys.argv[0]).name} --prompts-file F "
             "--out DIR shards the prompts across processes."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     parser.add_argument("--prompts-file", type=Path, help="text file, one prompt per line")
@@ -112,6 +171,7 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
             f"[default: {spec.default_adapter}]"
         ),
     )
+    add_lora_argument(parser)
     parser.add_argument(
         "--preset",
         choices=["tiny"],
@@ -279,6 +339,31 @@ def resolve_guidance(spec: CliSpec, args: argparse.Namespace) -> float | None:
     return spec.tiny_guidance_scale if args.preset == "tiny" else None
 
 
+def image_size_multiple(model: str) -> int:
+    """What image sides must be multiples of: the VAE's downsampling x 2 (2x2 latent pixels per
+    token). Read from a local model's ``vae/config.json``; 16 (the released models') otherwise."""
+    config_path = Path(model).expanduser() / "vae" / "config.json"
+    if not config_path.is_file():
+        return 16
+    config = json.loads(config_path.read_text())
+    if "temperal_downsample" in config:  # Qwen-Image's VAE: one x2 per entry, then x2 once more
+        return 2 ** len(config["temperal_downsample"]) * 2
+    return 2 ** (len(config["block_out_channels"]) - 1) * 2
+
+
+def check_image_size(
+    parser: argparse.ArgumentParser, model: str, height: int | None, width: int | None
+) -> None:
+    """Fail before any model loads on a side the pipeline would refuse after loading."""
+    multiple = image_size_multiple(model)
+    for flag, value in (("--height", height), ("--width", width)):
+        if value is not None and (value <= 0 or value % multiple):
+            parser.error(
+                f"{flag} must be a positive multiple of {multiple} for this model (its VAE's "
+                f"downsampling x 2x2 token packing), got {value}"
+            )
+
+
 def _reason(error: BaseException, limit: int = 400) -> str:
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     first = lines[0] if lines else "(no message)"
@@ -377,7 +462,13 @@ def write_images(
             ).images
         for k, index in enumerate(indices):
             path = image_path(args.out, index, total, prompt)
-            metadata = dict(prompt=prompt, seed=args.seed + index, **settings)
+            metadata = dict(
+                prompt=prompt,
+                seed=args.seed + index,
+                height=images[k].height,
+                width=images[k].width,
+                **settings,
+            )
             save_png(images[k], path, {**metadata, "sampler": "arcflow-student"})
             if teacher is not None:
                 compare = path.with_name(f"{path.stem}_vs_teacher.png")
@@ -417,7 +508,9 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     try:
         model, adapter = resolve_sources(spec, args)
+        check_image_size(parser, model, args.height, args.width)
         pipe = load_pipeline(spec, model, adapter, resolve_dtype(dtype), device, args.offload)
+        load_loras(pipe, args.lora)
     except LoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_LOAD_ERROR
@@ -448,6 +541,7 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         max_sequence_length=call["max_sequence_length"],
         dtype=dtype,
         merge_lora=args.merge_lora,
+        loras=" ".join(f"{path}:{weight:g}" for path, weight in args.lora),
     )
     write_images(pipe, args, prompts, call, settings, rank, world_size)
     if world_size > 1:
