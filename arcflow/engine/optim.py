@@ -50,6 +50,21 @@ class ArcFlowOptimWrapper(OptimWrapper):
             if p.grad is not None
         ]
 
+    def get_lr(self) -> dict[str, list[float]]:
+        """mmengine's ``lr`` and ``base_lr``, the latter read from the optimiser's groups.
+
+        mmengine tracks the base lr (multiplier 1) in a pseudo group beside the optimiser's, which
+        the project's checkpoints do not hold: after a resume it would restart from the config's lr
+        (a logged 1e-7-scale value against the 1e-4 in use). Each group records its ``lr_mult``
+        (:class:`ArcFlowOptimWrapperConstructor`), so ``lr / lr_mult`` is the base lr whatever
+        was resumed.
+        """
+        lrs = super().get_lr()
+        if "base_lr" in lrs:
+            group = self.optimizer.param_groups[0]
+            lrs["base_lr"] = [group["lr"] / group.get("lr_mult", 1.0)]
+        return lrs
+
     def step(self, **kwargs) -> None:
         params = self._trainable()
         if not params:
@@ -118,7 +133,7 @@ class ArcFlowOptimWrapperConstructor:
         if unmatched:
             raise ValueError(f"lr_mult keys {unmatched} match no trainable parameter name")
         optimizer_cfg["params"] = [
-            dict(params=params, lr=base_lr * mult) for mult, params in groups.items()
+            dict(params=params, lr=base_lr * mult, lr_mult=mult) for mult, params in groups.items()
         ]
         optimizer_type = optimizer_cfg.pop("type")
         eight_bit = (

@@ -74,7 +74,7 @@ def logged(work_dir: Path) -> dict[int, dict]:
 def assert_same_losses(rows: dict, reference: dict, iterations: int, rel: float) -> None:
     assert sorted(rows) == list(range(1, iterations + 1))
     for it in range(1, iterations + 1):
-        for key in ("loss_seg0", "loss_seg1", "grad_norm", "lr"):
+        for key in ("loss_seg0", "loss_seg1", "grad_norm", "lr", "base_lr"):
             assert rows[it][key] == pytest.approx(reference[it][key], rel=rel, abs=1e-9), (it, key)
 
 
