@@ -69,6 +69,7 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     student_config,
 )
 from arcflow.models import ArcFlowStudent, count_parameters  # noqa: E402
+from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
 from arcflow.pipelines.sampling import make_noise  # noqa: E402
 
 DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
@@ -237,7 +238,7 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter
     )
     parser.add_argument("--scale", choices=("full", "tiny"), default="full")
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS))

@@ -143,6 +143,11 @@ def test_documented_command_matches_its_script(command):
     if is_placeholder(script):
         return
     assert (ROOT / script).is_file(), f"{script} does not exist"
+    # argparse's ArgumentDefaultsHelpFormatter would add "(default: None)", or a second default
+    # to a help text that states its own.
+    flags = " ".join(help_text(script).split()).split(" --")
+    assert all(flag.count("default") <= 1 for flag in flags), f"{script} --help repeats defaults"
+    assert "(default: None)" not in help_text(script)
     known = set(re.findall(FLAG, help_text(script)))
     given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
     assert given <= known, f"unknown flags {sorted(given - known)} for {script}"
