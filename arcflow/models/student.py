@@ -23,12 +23,14 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from arcflow.flow import ArcFlowPolicy
-from arcflow.models.arch import ArchAdapter, Cond, get_arch
+from arcflow.models.arch import ArchAdapter, Cond, get_arch, is_float8
 from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE, ArcFlowHead, ForkedLinear
 from arcflow.models.lora import make_lora_config
 from arcflow.models.packing import PACK, unpack_tokens
 
 LORA_ADAPTER_NAME = "default"
+# The head's modules (proj_out.means, ...), never the blocks' own proj_out layers.
+HEAD_MODULES_PATTERN = r"^proj_out\."
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -135,6 +137,14 @@ class ArcFlowStudent(nn.Module):
                     adapter_name=adapter_name,
                 )
         self.transformer = transformer
+        # Float8 storage of the base (diffusers' enable_layerwise_casting, before or after this)
+        # must leave the heads and the LoRA in the compute dtype: the heads by name (peft's
+        # layers and the forked norm are skipped by diffusers' own patterns), and a LoRA that
+        # peft created in the float8 of the base layer it wraps is cast up here.
+        skipped = transformer._skip_layerwise_casting_patterns or []
+        transformer._skip_layerwise_casting_patterns = [*skipped, HEAD_MODULES_PATTERN]
+        if trainable_dtype is None and any(is_float8(p) for _, p in self._trainable_parameters()):
+            trainable_dtype = adapter.input_dtype(transformer)
 
         # peft leaves only the adapters trainable; state the whole trainable set explicitly.
         transformer.requires_grad_(False)
