@@ -25,7 +25,12 @@ DATASETS = Registry(
     "dataset",
     parent=MMENGINE_DATASETS,
     scope="arcflow",
-    locations=["arcflow.data.prompts", "arcflow.data.prompt_cache", "arcflow.data.registered"],
+    locations=[
+        "arcflow.data.prompts",
+        "arcflow.data.prompt_cache",
+        "arcflow.data.registered",
+        "arcflow.data.image_latents",
+    ],
 )
 DATA_SAMPLERS = Registry(
     "data sampler",

@@ -111,6 +111,10 @@ class ArcFlowDistiller(BaseModel):
             return self.prompt_encoder(list(data["prompt"]))
 
     def _latent_shape(self, data: dict[str, Any], batch: int) -> tuple[int, ...]:
+        """The noise's shape: that of the batch's latents (data variant), else of its
+        ``latent_size``, else ``self.latent_size``."""
+        if "latents" in data:
+            return (batch, self.student.latent_channels, *data["latents"].shape[-2:])
         size = data.get("latent_size")
         if size is None:
             height, width = self.latent_size
