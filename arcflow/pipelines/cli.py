@@ -120,14 +120,9 @@ def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
     ...); LoadError naming the one that failed."""
     for index, (source, weight) in enumerate(loras):
         path = Path(source).expanduser()
-        where, options = (
-            (str(path.parent), dict(weight_name=path.name))
-            if path.is_file()
-            else (
-                source,
-                {},
-            )
-        )
+        where, options = source, {}
+        if path.is_file():  # diffusers takes a folder (or Hub repo) and the file's name apart
+            where, options = str(path.parent), dict(weight_name=path.name)
         try:
             pipe.load_lora_weights(where, adapter_name=f"lora{index}", weight=weight, **options)
         except Exception as error:  # a wrong path, file format or base model alike
