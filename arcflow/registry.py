@@ -25,7 +25,12 @@ DATASETS = Registry(
     "dataset",
     parent=MMENGINE_DATASETS,
     scope="arcflow",
-    locations=["arcflow.data.prompts", "arcflow.data.prompt_cache", "arcflow.data.registered"],
+    locations=[
+        "arcflow.data.prompts",
+        "arcflow.data.prompt_cache",
+        "arcflow.data.registered",
+        "arcflow.data.image_latents",
+    ],
 )
 DATA_SAMPLERS = Registry(
     "data sampler",
@@ -38,10 +43,12 @@ DATA_SAMPLERS = Registry(
 FUNCTIONS = Registry(
     "function", parent=MMENGINE_FUNCTIONS, scope="arcflow", locations=["arcflow.data.prompt_cache"]
 )
+VISBACKENDS = Registry(
+    "vis_backend", parent=MMENGINE_VISBACKENDS, scope="arcflow", locations=["arcflow.engine"]
+)
 # No project classes of these kinds: children only so that builds under scope "arcflow" find
 # mmengine's without a warning.
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="arcflow")
-VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope="arcflow")
 LOOPS = Registry("loop", parent=MMENGINE_LOOPS, scope="arcflow")
 OPTIMIZERS = Registry("optimizer", parent=MMENGINE_OPTIMIZERS, scope="arcflow")
 PARAM_SCHEDULERS = Registry(

@@ -54,6 +54,7 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     random_cond,
     student_config,
 )
+from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
 from arcflow.pipelines.sampling import make_noise  # noqa: E402
 
 ARCH_ALIASES = {"flux": "flux", "qwen": "qwen_image", "qwen_image": "qwen_image"}
@@ -66,7 +67,7 @@ def default_device() -> torch.device:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--tiny", action="store_true", help="tiny random architectures (CPU)")

@@ -20,7 +20,8 @@ training casts them back to float32 and applies the training runtime's attention
 3. ``train/iteration``: distiller iterations (the released settings: data-free rollout over 2
    segments, 4 intermediate states) at 1024 x 1024, batch 1, gradient checkpointing on, the
    released optimiser (8-bit AdamW where bitsandbytes is installed, else AdamW): the time of the
-   last iteration (the first one warms up) and the peak memory.
+   last iteration (the first one warms up) and the peak memory. ``train/optimizer``: the
+   optimiser's state memory against 32-bit AdamW's (8 bytes per trainable parameter).
 4. ``loop/student_merged``, ``loop/speedup_merged``: the student loop again with its LoRA merged
    into the base weights (``--merge-lora`` of the inference scripts), against the same teacher.
 
@@ -69,6 +70,7 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     student_config,
 )
 from arcflow.models import ArcFlowStudent, count_parameters  # noqa: E402
+from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
 from arcflow.pipelines.sampling import make_noise  # noqa: E402
 
 DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
@@ -111,14 +113,44 @@ def build_distiller(student: ArcFlowStudent, latent_side: int, device: torch.dev
     return distiller, optim_wrapper
 
 
+def optimizer_record(arch: str, optimizer: torch.optim.Optimizer, trainable: int) -> Record:
+    """The optimiser's state memory after training, beside what 32-bit AdamW would hold (two
+    float32 moments per trainable parameter); why it is not the 8-bit one when it is not."""
+    from arcflow.engine.optim import EIGHT_BIT_DEVICES, bitsandbytes_adamw
+
+    state_bytes = sum(
+        value.numel() * value.element_size()
+        for state in optimizer.state.values()
+        for value in state.values()
+        if torch.is_tensor(value)
+    )
+    eight_bit = bitsandbytes_adamw()
+    record = {
+        "name": "train/optimizer",
+        "arch": arch,
+        "optimizer": type(optimizer).__name__,
+        "eight_bit": eight_bit is not None and isinstance(optimizer, eight_bit),
+        "state_mb": round(state_bytes / 2**20, 1),
+        "adamw_fp32_state_mb": round(8 * trainable / 2**20, 1),
+    }
+    if not record["eight_bit"]:
+        record["reason"] = (
+            "bitsandbytes is not installed"
+            if eight_bit is None
+            else f"8-bit AdamW is used on {sorted(EIGHT_BIT_DEVICES)} only"
+        )
+    return record
+
+
 def bench_train(
     student: ArcFlowStudent,
     cond: dict[str, torch.Tensor],
     latent_side: int,
     device: torch.device,
     iterations: int,
-) -> Record:
-    """``iterations`` distiller iterations; the last one's time and the peak memory.
+) -> list[Record]:
+    """``iterations`` distiller iterations; the last one's time and the peak memory, then the
+    optimiser's state memory (:func:`optimizer_record`).
 
     The training runtime's attention backends apply during them only, so that they do not change
     the sampling measured after them (cuDNN's attention is the faster forward where it works).
@@ -151,9 +183,11 @@ def bench_train(
         "gradient_checkpointing": bool(student.transformer.is_gradient_checkpointing),
         "loss": losses[-1],
     }
+    trainable = sum(p.numel() for _, p in student.trainable_named_parameters())
+    state = optimizer_record(student.arch.name, optim_wrapper.optimizer, trainable)
     del distiller, optim_wrapper
     student.zero_grad(set_to_none=True)
-    return record
+    return [record, state]
 
 
 def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: float):
@@ -218,7 +252,7 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
             )
         else:
             student.set_trainable_dtype(cfg["trainable_dtype"])
-            yield bench_train(student, cond, side, device, args.train_iters)
+            yield from bench_train(student, cond, side, device, args.train_iters)
     except torch.OutOfMemoryError as error:
         yield skipped("train/iteration", arch, f"out of memory: {str(error).splitlines()[0]}")
 
@@ -237,7 +271,7 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter
     )
     parser.add_argument("--scale", choices=("full", "tiny"), default="full")
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS))

@@ -44,7 +44,8 @@ def _size(record: dict, where: str) -> Size | None:
     return int(height), int(width)
 
 
-def _table_rows(path: Path) -> Iterator[dict]:
+def table_rows(path: Path) -> Iterator[dict]:
+    """The records of a .jsonl, .csv or .parquet file as dicts (a blank jsonl line: no prompt)."""
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as lines:
             for line in lines:
@@ -76,7 +77,7 @@ def read_prompt_records(paths: str | Path | Iterable[str | Path]) -> PromptRecor
                 {"prompt": line} for line in path.read_text(encoding="utf-8").splitlines()
             )
         else:
-            rows = _table_rows(path)
+            rows = table_rows(path)
         for number, row in enumerate(rows, 1):
             if "prompt" not in row:
                 raise ValueError(f"{path}:{number}: a record needs a 'prompt' field")

@@ -7,6 +7,7 @@ from arcflow.engine.monitor import ThroughputHook
 from arcflow.engine.optim import ArcFlowOptimWrapper, ArcFlowOptimWrapperConstructor
 from arcflow.engine.runner import ArcFlowRunner
 from arcflow.engine.validation import ValidationSamplesHook
+from arcflow.engine.vis_backends import ArcFlowWandbVisBackend
 from arcflow.engine.wrappers import ArcFlowDDP, ArcFlowFSDP
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ArcFlowOptimWrapper",
     "ArcFlowOptimWrapperConstructor",
     "ArcFlowRunner",
+    "ArcFlowWandbVisBackend",
     "ThroughputHook",
     "ValidationSamplesHook",
     "ema_beta",

@@ -18,7 +18,7 @@ RUNNER_KEYS = {
     "launcher", "env_cfg", "log_processor", "log_level", "visualizer", "default_scope",
     "randomness", "experiment_name", "model_wrapper_cfg", "find_unused_parameters", "cfg",
 }  # fmt: skip
-PROJECT_KEYS = {"run_name", "checkpoint_dir"}
+PROJECT_KEYS = {"run_name", "checkpoint_dir", "wandb"}
 # ``env_cfg`` keys: mmengine's own (Runner.setup_env), then the project's (ArcFlowRunner.setup_env).
 ENV_CFG_KEYS = {"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit", "cudnn_attention"}
 

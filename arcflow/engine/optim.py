@@ -50,6 +50,21 @@ class ArcFlowOptimWrapper(OptimWrapper):
             if p.grad is not None
         ]
 
+    def get_lr(self) -> dict[str, list[float]]:
+        """mmengine's ``lr`` and ``base_lr``, the latter read from the optimiser's groups.
+
+        mmengine tracks the base lr (multiplier 1) in a pseudo group beside the optimiser's, which
+        the project's checkpoints do not hold: after a resume it would restart from the config's lr
+        (a logged 1e-7-scale value against the 1e-4 in use). Each group records its ``lr_mult``
+        (:class:`ArcFlowOptimWrapperConstructor`), so ``lr / lr_mult`` is the base lr whatever
+        was resumed.
+        """
+        lrs = super().get_lr()
+        if "base_lr" in lrs:
+            group = self.optimizer.param_groups[0]
+            lrs["base_lr"] = [group["lr"] / group.get("lr_mult", 1.0)]
+        return lrs
+
     def step(self, **kwargs) -> None:
         params = self._trainable()
         if not params:
@@ -67,7 +82,14 @@ class ArcFlowOptimWrapper(OptimWrapper):
         self.optimizer.step(**kwargs)
 
 
-def _bitsandbytes_adamw():
+# Devices on which ``prefer_8bit`` uses bitsandbytes. Its CPU backend also runs 8-bit AdamW
+# (tests/engine/test_optim_ema.py), but CPU runs here keep 32-bit AdamW: their tests compare
+# resumed and sharded runs with exact float32 optimiser states.
+EIGHT_BIT_DEVICES = {"cuda"}
+
+
+def bitsandbytes_adamw():
+    """bitsandbytes' ``AdamW8bit`` class, or None when bitsandbytes is not installed."""
     if importlib.util.find_spec("bitsandbytes") is None:
         return None
     import bitsandbytes
@@ -82,7 +104,8 @@ class ArcFlowOptimWrapperConstructor:
     ``paramwise_cfg``:
         ``lr_mult``: ``{substring: factor}``; a parameter whose name contains the substring gets
         ``lr * factor`` (the released runs use ``{"log_rates": 0.1}``).
-        ``prefer_8bit``: with ``AdamW`` on CUDA and bitsandbytes installed, use its 8-bit AdamW.
+        ``prefer_8bit``: with ``AdamW`` on CUDA and bitsandbytes installed, use its 8-bit AdamW
+        (moments stored in 8 bits: 2 bytes per trainable parameter instead of 8).
     Frozen parameters never reach the optimiser, so its state holds trainable tensors only.
     """
 
@@ -118,14 +141,12 @@ class ArcFlowOptimWrapperConstructor:
         if unmatched:
             raise ValueError(f"lr_mult keys {unmatched} match no trainable parameter name")
         optimizer_cfg["params"] = [
-            dict(params=params, lr=base_lr * mult) for mult, params in groups.items()
+            dict(params=params, lr=base_lr * mult, lr_mult=mult) for mult, params in groups.items()
         ]
         optimizer_type = optimizer_cfg.pop("type")
-        eight_bit = (
-            _bitsandbytes_adamw() if self.prefer_8bit and optimizer_type == "AdamW" else None
-        )
-        on_cuda = all(p.is_cuda for params in groups.values() for p in params)
-        if eight_bit is not None and on_cuda:
+        eight_bit = bitsandbytes_adamw() if self.prefer_8bit and optimizer_type == "AdamW" else None
+        devices = {p.device.type for params in groups.values() for p in params}
+        if eight_bit is not None and devices <= EIGHT_BIT_DEVICES:
             optimizer = eight_bit(**optimizer_cfg)
         else:
             optimizer = OPTIMIZERS.build(dict(type=optimizer_type, **optimizer_cfg))

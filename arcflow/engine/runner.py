@@ -1,13 +1,16 @@
 """mmengine's Runner, with a weight initialisation that FSDP-sharded models survive and the
-project's attention-backend setting."""
+project's attention-backend setting and W&B switch."""
 
 from __future__ import annotations
 
 import torch
+from mmengine.config import Config
 from mmengine.dist import broadcast
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch.distributed.tensor import DTensor
+
+from arcflow.engine.vis_backends import add_wandb_backend
 
 
 def use_cudnn_attention(enabled: bool) -> None:
@@ -31,8 +34,12 @@ class ArcFlowRunner(Runner):
     ``ArcFlowFSDP`` synchronised the model from rank 0 before sharding it, as DDP does.
 
     ``env_cfg.cudnn_attention`` (default False) is applied before anything runs:
-    :func:`use_cudnn_attention`.
+    :func:`use_cudnn_attention`. A ``wandb`` key adds W&B logging: :func:`add_wandb_backend`.
     """
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> ArcFlowRunner:
+        return super().from_cfg(add_wandb_backend(cfg))
 
     def setup_env(self, env_cfg: dict) -> None:
         use_cudnn_attention(bool(env_cfg.get("cudnn_attention", False)))

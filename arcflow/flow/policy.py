@@ -187,11 +187,19 @@ class ArcFlowPolicy:
             self.sigma_src.detach(),
         )
 
-    def dropout(self, p: float, generator: torch.Generator | None = None) -> ArcFlowPolicy:
+    def dropout(
+        self,
+        p: float,
+        generator: torch.Generator | None = None,
+        rows: slice = slice(None),
+        batch_size: int | None = None,
+    ) -> ArcFlowPolicy:
         """Drop whole components per sample with probability ``p`` (logit set to -inf).
 
         A sample never loses all of its components: where every draw says drop, the component
-        with the largest draw is kept, which keeps a uniformly random one.
+        with the largest draw is kept, which keeps a uniformly random one. With ``rows`` the
+        draws are made for ``batch_size`` samples and these rows used: this policy is a slice of
+        a larger batch whose samples must draw what they draw in the whole batch.
         """
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
@@ -199,8 +207,10 @@ class ArcFlowPolicy:
             return self
         draw_device = generator.device if generator is not None else self.logits.device
         u = torch.rand(
-            (self.batch_size, self.num_components), generator=generator, device=draw_device
-        ).to(self.logits.device)
+            (batch_size or self.batch_size, self.num_components),
+            generator=generator,
+            device=draw_device,
+        )[rows].to(self.logits.device)
         drop = u < p
         keep_one = torch.nn.functional.one_hot(u.argmax(dim=1), self.num_components).bool()
         drop &= ~(drop.all(dim=1, keepdim=True) & keep_one)

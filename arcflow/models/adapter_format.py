@@ -50,8 +50,9 @@ PUBLISHED_MODULE_NAMES = {
     "norm_out.linear.student": "norm_out.linear",
 }
 _INTERNAL_MODULE_NAMES = {v: k for k, v in PUBLISHED_MODULE_NAMES.items()}
-# peft keeps an adapter name in its keys; the published files do not.
-_LORA_INTERNAL = re.compile(rf"(?P<path>.+)\.(?P<ab>lora_[AB])\.{LORA_ADAPTER_NAME}\.weight")
+# peft keeps an adapter name in its keys (training's, or the pipelines' "arcflow"); the published
+# files do not.
+_LORA_INTERNAL = re.compile(r"(?P<path>.+)\.(?P<ab>lora_[AB])\.(?P<adapter>[^.]+)\.weight")
 _LORA_PUBLISHED = re.compile(r"(?P<path>.+)\.(?P<ab>lora_[AB])\.weight")
 
 
@@ -87,7 +88,7 @@ def save_arcflow_adapter(student: ArcFlowStudent, out_dir: str | Path) -> Path:
     """
     out_dir = Path(out_dir)
     lora_scales = {
-        path: layer.scaling[LORA_ADAPTER_NAME] for path, layer in student.lora_layers().items()
+        path: layer.scaling[student.adapter_name] for path, layer in student.lora_layers().items()
     }
     tensors: dict[str, torch.Tensor] = {}
     for name, param in student.trainable_named_parameters():
@@ -167,6 +168,7 @@ def load_arcflow_adapter(
     path_or_repo: str | Path,
     subfolder: str | None = None,
     guidance_scale: float | None = None,
+    adapter_name: str = LORA_ADAPTER_NAME,
 ) -> ArcFlowStudent:
     """Turn a plain base ``transformer`` into the student stored in a published-format folder.
 
@@ -175,6 +177,7 @@ def load_arcflow_adapter(
         path_or_repo: local folder or Hub repository id (e.g. ``"ymyy307/ArcFlow"``).
         subfolder: folder inside it (one per released model).
         guidance_scale: as in :class:`ArcFlowStudent` (None: the released defaults).
+        adapter_name: the peft name of its LoRA (``student.adapter_name``).
     Returns:
         the :class:`ArcFlowStudent` in eval mode, on the transformer's device and dtype.
     """
@@ -221,6 +224,7 @@ def load_arcflow_adapter(
         lora_targets=targets or None,
         guidance_scale=guidance_scale,
         mean_bias_noise_std=0.0,
+        adapter_name=adapter_name,
     )
     if student.num_components == 1:
         # The published classes always hold a (0-row) log-gamma head; K = 1 has none here.

@@ -33,6 +33,11 @@ def _require(cond: Cond, key: str, arch: str, shape: str) -> torch.Tensor:
     return cond[key]
 
 
+def is_float8(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is stored in a one-byte float (float8 layerwise-casting storage)."""
+    return tensor.dtype.is_floating_point and tensor.dtype.itemsize == 1
+
+
 class ArchAdapter(ABC):
     """What one base architecture needs around its unchanged diffusers forward."""
 
@@ -66,8 +71,11 @@ class ArchAdapter(ABC):
         return self.token_features(transformer) // (PACK * PACK)
 
     def input_dtype(self, transformer: ModelMixin) -> torch.dtype:
-        """dtype the base network computes in (that of its input embedding)."""
-        return getattr(transformer, self.input_embedder).weight.dtype
+        """dtype the base network computes in: that of its input embedding, or with float8
+        storage (diffusers' ``enable_layerwise_casting``) the compute dtype, which is what the
+        model's ``dtype`` reports then."""
+        weight = getattr(transformer, self.input_embedder).weight
+        return transformer.dtype if is_float8(weight) else weight.dtype
 
     def lora_targets(self, transformer: nn.Module, attention: bool = False) -> list[str]:
         return released_lora_targets(self.name, transformer, attention)

@@ -13,7 +13,7 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 
 from arcflow.flow import step_boundaries, warp_sigma
-from arcflow.models.imitation import ImitationConfig, imitate_segment, teacher_ratio
+from arcflow.models.imitation import ImitationConfig, MicroBatch, imitate_segment, teacher_ratio
 from arcflow.registry import MODELS
 
 Cond = dict[str, torch.Tensor]
@@ -46,6 +46,12 @@ class ArcFlowDistiller(BaseModel):
         latent_size: ``(H, W)`` of the unpacked latents when a batch does not say.
         mode: ``"data_free"`` (rollout from noise) or ``"data"`` (start from real latents).
         seed: seeds the per-iteration generator.
+        micro_batch_size: gradient accumulation: each iteration's batch runs forward and backward
+            in micro-batches of this many samples, then takes one optimiser step (None: the whole
+            batch at once). Memory holds one micro-batch's graph; the gradient is the whole
+            batch's, the same as without accumulation up to float rounding when the LoRA has no
+            dropout (peft draws its masks from torch's global generator per forward, so with
+            dropout they differ, and the two agree in distribution only).
     """
 
     def __init__(
@@ -59,11 +65,14 @@ class ArcFlowDistiller(BaseModel):
         latent_size: tuple[int, int] = (128, 128),
         mode: str = "data_free",
         seed: int = 0,
+        micro_batch_size: int | None = None,
         data_preprocessor: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if micro_batch_size is not None and micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1 (or None), got {micro_batch_size}")
         if nfe < 1:
             raise ValueError(f"nfe must be >= 1, got {nfe}")
         if isinstance(student, dict):
@@ -85,6 +94,7 @@ class ArcFlowDistiller(BaseModel):
         self.latent_size = tuple(latent_size)
         self.mode = mode
         self.seed = seed
+        self.micro_batch_size = micro_batch_size
 
     # ------------------------------------------------------------------ inputs
     def conditioning(self, data: dict[str, Any]) -> Cond:
@@ -101,6 +111,10 @@ class ArcFlowDistiller(BaseModel):
             return self.prompt_encoder(list(data["prompt"]))
 
     def _latent_shape(self, data: dict[str, Any], batch: int) -> tuple[int, ...]:
+        """The noise's shape: that of the batch's latents (data variant), else of its
+        ``latent_size``, else ``self.latent_size``."""
+        if "latents" in data:
+            return (batch, self.student.latent_channels, *data["latents"].shape[-2:])
         size = data.get("latent_size")
         if size is None:
             height, width = self.latent_size
@@ -126,8 +140,10 @@ class ArcFlowDistiller(BaseModel):
         cond: Cond,
         rho_t: float,
         generator: torch.Generator,
+        micro: MicroBatch | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Student forward at ``(x_src, sigma(tau_src))`` and its imitation loss on the segment.
+        """Student forward at ``(x_src, sigma(tau_src))`` and its imitation loss on the segment
+        (``micro``: the rows of the iteration's batch that ``x_src`` holds).
 
         Returns:
             ``(L, x_end)``: the segment's loss (with gradient) and the detached end state.
@@ -135,8 +151,9 @@ class ArcFlowDistiller(BaseModel):
         sigma_src = warp_sigma(tau_src, self.imitation.shift)
         sigma = torch.full((x_src.shape[0],), sigma_src, device=x_src.device)
         policy = self.student.student_policy(x_src, sigma, cond)
+        teacher = self._teacher(cond)
         return imitate_segment(
-            policy, x_src, tau_src, segment, self._teacher(cond), rho_t, self.imitation, generator
+            policy, x_src, tau_src, segment, teacher, rho_t, self.imitation, generator, micro
         )
 
     def forward(self, mode: str = "segment", **kwargs: Any) -> Any:
@@ -150,22 +167,28 @@ class ArcFlowDistiller(BaseModel):
 
     # ------------------------------------------------------------------ the rollout
     def _plan(
-        self, data: dict[str, Any], cond: Cond, generator: torch.Generator
+        self,
+        data: dict[str, Any],
+        cond: Cond,
+        generator: torch.Generator,
+        micro: MicroBatch | None = None,
     ) -> tuple[torch.Tensor, list[tuple[float, float, float]]]:
         """The start state and ``(tau_src, S, weight)`` of each segment trained this iteration.
 
         Data-free: pure noise, then all ``nfe`` segments in order, weights ``S_j`` (each segment
         starts where the previous one's rollout ended). Data variant: one segment chosen uniformly,
-        starting from real latents noised to its start, weight 1.
+        starting from real latents noised to its start, weight 1. ``micro``: the start states of
+        these rows only (the noise is drawn for the whole batch).
         """
         first = next(iter(cond.values()))
+        micro = micro or MicroBatch.whole(len(first))
         taus = step_boundaries(self.nfe, self.timestep_ratio).tolist()
-        noise = torch.randn(self._latent_shape(data, len(first)), generator=generator)
-        noise = noise.to(first.device)
+        noise = torch.randn(self._latent_shape(data, micro.size), generator=generator)
+        noise = noise[micro.rows].to(first.device)
         if self.mode == "data":
             j = int(torch.randint(self.nfe, (1,), generator=generator))
             sigma = warp_sigma(taus[j], self.imitation.shift)
-            latents = data["latents"].to(device=first.device, dtype=torch.float32)
+            latents = data["latents"][micro.rows].to(device=first.device, dtype=torch.float32)
             return (1 - sigma) * latents + sigma * noise, [(taus[j], taus[j] - taus[j + 1], 1.0)]
         return noise, [
             (taus[j], taus[j] - taus[j + 1], taus[j] - taus[j + 1]) for j in range(self.nfe)
@@ -188,38 +211,51 @@ class ArcFlowDistiller(BaseModel):
     def train_step(
         self, data: dict[str, Any], optim_wrapper: OptimWrapper, wrapper: nn.Module | None = None
     ) -> dict[str, torch.Tensor]:
-        """One iteration: a backward pass per student segment, then one optimiser step.
+        """One iteration: a backward pass per student segment (and micro-batch), then one
+        optimiser step.
 
         Each segment starts from the detached end of the previous one, so its backward may run at
-        once and memory holds a single segment's graph; the gradient is the same. Under DDP or
-        FSDP, ``wrapper`` routes each segment's forward through the wrapper and all but the last
+        once and memory holds a single segment's graph; the gradient is the same. With
+        ``micro_batch_size`` the batch's rows run in turn, each micro-batch's loss weighted by its
+        share of the batch and every draw replayed from the iteration's generator
+        (:class:`MicroBatch`), so the accumulated gradient is the whole batch's. Under DDP or FSDP,
+        ``wrapper`` routes each segment's forward through the wrapper and all but the last
         backward run under its ``no_sync()``, so gradients are reduced once per iteration.
         """
         forward = wrapper if wrapper is not None else self
         data = self.data_preprocessor(data, training=True)
         iteration = current_iteration()
-        generator = iteration_generator(self.seed, iteration, get_rank())
         rho_t = teacher_ratio(iteration, self.teacher_ratio_decay)
         cond = self.conditioning(data)
-        x, plan = self._plan(data, cond, generator)
+        batch = len(next(iter(cond.values())))
+        micro_batches = MicroBatch.split(batch, self.micro_batch_size)
         log_vars: dict[str, torch.Tensor] = {}
         total = torch.zeros(())
-        for j, (tau_src, segment, weight) in enumerate(plan):
-            last = j == len(plan) - 1
-            sync = nullcontext() if last or not hasattr(forward, "no_sync") else forward.no_sync()
-            with sync, optim_wrapper.optim_context(forward):
-                loss, x = forward(
-                    mode="segment",
-                    x_src=x,
-                    tau_src=tau_src,
-                    segment=segment,
-                    cond=cond,
-                    rho_t=rho_t,
-                    generator=generator,
-                )
-                optim_wrapper.backward(loss * weight)
-            log_vars[f"loss_seg{j}"] = loss.detach()
-            total = total + loss.detach().cpu() * weight
+        for m, micro in enumerate(micro_batches):
+            # The same generator state for every micro-batch: each replays the whole batch's draws.
+            generator = iteration_generator(self.seed, iteration, get_rank())
+            # A conditioning tensor of batch 1 (a shared negative prompt) serves every row.
+            micro_cond = {k: v[micro.rows] if len(v) == batch else v for k, v in cond.items()}
+            x, plan = self._plan(data, micro_cond, generator, micro)
+            for j, (tau_src, segment, weight) in enumerate(plan):
+                last = m == len(micro_batches) - 1 and j == len(plan) - 1
+                no_sync = getattr(forward, "no_sync", None)
+                sync = nullcontext() if last or no_sync is None else no_sync()
+                with sync, optim_wrapper.optim_context(forward):
+                    loss, x = forward(
+                        mode="segment",
+                        x_src=x,
+                        tau_src=tau_src,
+                        segment=segment,
+                        cond=micro_cond,
+                        rho_t=rho_t,
+                        generator=generator,
+                        micro=micro,
+                    )
+                    optim_wrapper.backward(loss * (weight * micro.fraction))
+                share = loss.detach().cpu() * micro.fraction
+                log_vars[f"loss_seg{j}"] = log_vars.get(f"loss_seg{j}", 0) + share
+                total = total + share * weight
         optim_wrapper.step()
         optim_wrapper.zero_grad()
         log_vars["loss"] = total

@@ -50,6 +50,40 @@ class ImitationConfig:
             raise ValueError("total_substeps must be >= 1 and window_substeps >= 0")
 
 
+@dataclass(frozen=True)
+class MicroBatch:
+    """Rows ``start:stop`` of a batch of ``size`` samples: the part of an iteration's batch that
+    one forward and backward handle when gradients are accumulated.
+
+    Every random draw of an iteration is made for the whole batch and then sliced to these rows,
+    so a sample's noise, intervals and dropout do not depend on how the batch is split: an
+    iteration accumulated over micro-batches computes the gradient of the whole batch.
+    """
+
+    start: int
+    stop: int
+    size: int
+
+    @classmethod
+    def whole(cls, size: int) -> MicroBatch:
+        return cls(0, size, size)
+
+    @classmethod
+    def split(cls, size: int, micro_size: int | None) -> list[MicroBatch]:
+        """Consecutive micro-batches of ``micro_size`` rows (the last may be smaller)."""
+        step = size if micro_size is None else micro_size
+        return [cls(start, min(start + step, size), size) for start in range(0, size, step)]
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.start, self.stop)
+
+    @property
+    def fraction(self) -> float:
+        """Its share of the batch: the weight of its mean loss in the batch's mean loss."""
+        return (self.stop - self.start) / self.size
+
+
 def teacher_ratio(iteration: int, decay_iters: int) -> float:
     """``rho_T = 1 - min(iter, N_decay) / N_decay`` (0 when ``N_decay = 0``)."""
     if decay_iters <= 0:
@@ -70,17 +104,20 @@ def sample_intervals(
     student_span: float,
     teacher_span: float,
     generator: torch.Generator,
+    rows: slice = slice(None),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Student and teacher raw-time intervals, each ``(B, N_I)`` float64.
 
     Student: ``N_I`` sorted uniform draws on ``[0, student_span]`` as successive differences from
     0 (they sum to at most ``student_span``). Teacher: the ``N_I`` spacings of ``[0, 1]`` cut by
     ``N_I - 1`` sorted uniform draws, times ``teacher_span`` (they sum to exactly it).
+    ``rows``: draw for ``batch`` samples, return these rows (:class:`MicroBatch`).
     """
-    draws = torch.rand(batch, num_states, generator=generator, dtype=torch.float64)
+    draws = torch.rand(batch, num_states, generator=generator, dtype=torch.float64)[rows]
+    inner = torch.rand(batch, num_states - 1, generator=generator, dtype=torch.float64)[rows]
+    batch = draws.shape[0]
     cuts = torch.sort(draws, dim=1).values * student_span
     student = torch.diff(cuts, dim=1, prepend=torch.zeros(batch, 1, dtype=torch.float64))
-    inner = torch.rand(batch, num_states - 1, generator=generator, dtype=torch.float64)
     edges = torch.cat(
         [
             torch.zeros(batch, 1, dtype=torch.float64),
@@ -102,6 +139,7 @@ def imitate_segment(
     rho_t: float,
     cfg: ImitationConfig,
     generator: torch.Generator,
+    micro: MicroBatch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Imitation loss of one student segment and the (detached) state at its end.
 
@@ -110,17 +148,27 @@ def imitate_segment(
         x_src: ``(B, C, H, W)`` state at ``tau_src``.
         teacher: ``(x, sigma (B,)) -> (B, C, H, W)`` teacher velocity (guidance included).
         generator: a CPU generator; all draws come from it so a run is reproducible.
+        micro: which rows of the iteration's batch ``x_src`` holds (None: all of it); the draws
+            are made for the whole batch and sliced.
 
     Returns:
         ``(loss, x_end)``: the scalar float32 loss ``L`` and the state at ``tau_src - segment``.
     """
     batch, device = x_src.shape[0], x_src.device
+    micro = micro or MicroBatch.whole(batch)
     window, substep = window_and_substep(segment, cfg)
     free = segment - window
     student_dt, teacher_dt = sample_intervals(
-        batch, cfg.num_intermediate_states, (1 - rho_t) * free, rho_t * free, generator
+        micro.size,
+        cfg.num_intermediate_states,
+        (1 - rho_t) * free,
+        rho_t * free,
+        generator,
+        micro.rows,
     )
-    rollout = policy.detach().dropout(cfg.policy_dropout, generator=generator)
+    rollout = policy.detach().dropout(
+        cfg.policy_dropout, generator=generator, rows=micro.rows, batch_size=micro.size
+    )
 
     def sigma(tau: torch.Tensor) -> torch.Tensor:
         return warp_sigma(tau.clamp(min=0.0), cfg.shift).to(device)

@@ -23,12 +23,14 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from arcflow.flow import ArcFlowPolicy
-from arcflow.models.arch import ArchAdapter, Cond, get_arch
+from arcflow.models.arch import ArchAdapter, Cond, get_arch, is_float8
 from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE, ArcFlowHead, ForkedLinear
 from arcflow.models.lora import make_lora_config
 from arcflow.models.packing import PACK, unpack_tokens
 
 LORA_ADAPTER_NAME = "default"
+# The head's modules (proj_out.means, ...), never the blocks' own proj_out layers.
+HEAD_MODULES_PATTERN = r"^proj_out\."
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -68,6 +70,9 @@ class ArcFlowStudent(nn.Module):
         trainable_dtype: dtype of the trainable tensors (e.g. float32 on a bf16 base); None keeps
             the base dtype. The base weights keep theirs either way; do not ``.to(dtype)`` the
             student afterwards, which would cast both.
+        adapter_name: the peft adapter name of the LoRA. Training keeps the default (checkpoint
+            keys contain it); the pipelines name it ``"arcflow"`` so that other LoRAs can be
+            loaded and weighted beside it.
     """
 
     def __init__(
@@ -87,8 +92,10 @@ class ArcFlowStudent(nn.Module):
         init_seed: int = 0,
         gradient_checkpointing: bool = False,
         trainable_dtype: torch.dtype | str | None = None,
+        adapter_name: str = LORA_ADAPTER_NAME,
     ) -> None:
         super().__init__()
+        self.adapter_name = adapter_name
         adapter = get_arch(arch)
         adapter.check_transformer(transformer)
         if isinstance(transformer.proj_out, ArcFlowHead):
@@ -127,9 +134,17 @@ class ArcFlowStudent(nn.Module):
             with torch.device(transformer.proj_out.teacher_proj.weight.device):
                 transformer.add_adapter(
                     make_lora_config(lora_rank, lora_alpha, lora_dropout, lora_init, targets),
-                    adapter_name=LORA_ADAPTER_NAME,
+                    adapter_name=adapter_name,
                 )
         self.transformer = transformer
+        # Float8 storage of the base (diffusers' enable_layerwise_casting, before or after this)
+        # must leave the heads and the LoRA in the compute dtype: the heads by name (peft's
+        # layers and the forked norm are skipped by diffusers' own patterns), and a LoRA that
+        # peft created in the float8 of the base layer it wraps is cast up here.
+        skipped = transformer._skip_layerwise_casting_patterns or []
+        transformer._skip_layerwise_casting_patterns = [*skipped, HEAD_MODULES_PATTERN]
+        if trainable_dtype is None and any(is_float8(p) for _, p in self._trainable_parameters()):
+            trainable_dtype = adapter.input_dtype(transformer)
 
         # peft leaves only the adapters trainable; state the whole trainable set explicitly.
         transformer.requires_grad_(False)
@@ -169,7 +184,7 @@ class ArcFlowStudent(nn.Module):
         return {
             name: module
             for name, module in self.transformer.named_modules()
-            if isinstance(module, LoraLayer) and LORA_ADAPTER_NAME in module.lora_A
+            if isinstance(module, LoraLayer) and self.adapter_name in module.lora_A
         }
 
     def _trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -183,8 +198,8 @@ class ArcFlowStudent(nn.Module):
             modules["proj_out.log_rates"] = head.log_rates
         modules["norm_out.linear.student"] = self.transformer.norm_out.linear.student
         for path, layer in self.lora_layers().items():
-            modules[f"{path}.lora_A.{LORA_ADAPTER_NAME}"] = layer.lora_A[LORA_ADAPTER_NAME]
-            modules[f"{path}.lora_B.{LORA_ADAPTER_NAME}"] = layer.lora_B[LORA_ADAPTER_NAME]
+            for ab in ("lora_A", "lora_B"):
+                modules[f"{path}.{ab}.{self.adapter_name}"] = getattr(layer, ab)[self.adapter_name]
         for prefix, module in modules.items():
             for name, param in module.named_parameters():
                 yield f"{prefix}.{name}", param
@@ -267,7 +282,7 @@ class ArcFlowStudent(nn.Module):
         """
         for layer in self._lora_modules:
             if not layer.merged:
-                layer.merge(adapter_names=[LORA_ADAPTER_NAME])
+                layer.merge(adapter_names=[self.adapter_name])
 
     # ------------------------------------------------------------------ teacher / student
     @contextmanager
@@ -294,7 +309,7 @@ class ArcFlowStudent(nn.Module):
             (param, param.requires_grad)
             for layer in self._lora_modules
             for adapters in (layer.lora_A, layer.lora_B)
-            for param in adapters[LORA_ADAPTER_NAME].parameters()
+            for param in adapters[self.adapter_name].parameters()
         ]
         head.student_mode = modulation.student_mode = False
         for layer in self._lora_modules:

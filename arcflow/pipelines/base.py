@@ -48,20 +48,101 @@ class ArcFlowPipelineMixin:
 
     arch: ClassVar[str]
     arcflow_student: ArcFlowStudent | None = None
+    # The peft adapter name of the ArcFlow LoRA, beside any other LoRA the pipeline loads.
+    arcflow_adapter_name: ClassVar[str] = "arcflow"
 
     # ------------------------------------------------------------------ adapter
     def load_arcflow_adapter(
         self, path_or_repo: str | Path, subfolder: str | None = None
     ) -> ArcFlowStudent:
         """Turn ``self.transformer`` (in place) into the ArcFlow student of a published-format
-        folder or Hub repository subfolder (e.g. ``"ymyy307/ArcFlow", "arcflow-flux-2steps"``)."""
+        folder or Hub repository subfolder (e.g. ``"ymyy307/ArcFlow", "arcflow-flux-2steps"``).
+
+        Its LoRA is the peft adapter named :attr:`arcflow_adapter_name` (``"arcflow"``). LoRAs
+        loaded before it stay active beside it at weight 1."""
         if isinstance(self.transformer.proj_out, ArcFlowHead):
             raise ValueError(
                 "an ArcFlow adapter is already loaded into this pipeline's transformer; load the "
                 "pipeline again to use another one"
             )
-        self.arcflow_student = load_arcflow_adapter(self.transformer, path_or_repo, subfolder)
+        earlier = self.get_active_adapters()
+        self.arcflow_student = load_arcflow_adapter(
+            self.transformer, path_or_repo, subfolder, adapter_name=self.arcflow_adapter_name
+        )
+        self.set_adapters(earlier)
         return self.arcflow_student
+
+    def load_lora_weights(
+        self,
+        pretrained_model_name_or_path_or_dict: str | Path | dict[str, torch.Tensor],
+        adapter_name: str | None = None,
+        hotswap: bool = False,
+        *,
+        weight: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        """diffusers' LoRA loader, for a style (or any other) LoRA of the base model. The new
+        LoRA joins the active ones at ``weight``; the ArcFlow LoRA stays on (diffusers alone
+        would leave only the new one active, and the student would sample without its LoRA).
+        ``set_adapters`` changes the weights afterwards."""
+        before = set(self.get_list_adapters().get("transformer", []))
+        super().load_lora_weights(
+            pretrained_model_name_or_path_or_dict, adapter_name, hotswap=hotswap, **kwargs
+        )
+        if adapter_name is None:  # diffusers named it: the one adapter that is new
+            (adapter_name,) = set(self.get_list_adapters().get("transformer", [])) - before
+        weights = {**self.lora_weights, adapter_name: weight}
+        self.set_adapters(list(weights), list(weights.values()))
+
+    def set_adapters(
+        self,
+        adapter_names: list[str] | str,
+        adapter_weights: float | list[float] | None = None,
+        *,
+        keep_arcflow: bool = True,
+    ) -> None:
+        """Activate LoRAs by name at the given weights (default 1), as diffusers does, except
+        that the ArcFlow LoRA stays active at weight 1 unless named with another weight or
+        ``keep_arcflow=False`` (the student without its LoRA is not a working sampler: turning it
+        off must be asked for)."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        if adapter_weights is None or isinstance(adapter_weights, (int, float)):
+            weights = [1.0 if adapter_weights is None else adapter_weights] * len(names)
+        else:
+            weights = list(adapter_weights)
+        if len(weights) != len(names):
+            raise ValueError(f"{len(names)} adapter names but {len(weights)} weights")
+        arcflow = self.arcflow_adapter_name
+        if self.arcflow_student is not None and keep_arcflow and arcflow not in names:
+            names, weights = [*names, arcflow], [*weights, 1.0]
+        super().set_adapters(names, weights)
+        self._lora_weights = {n: w for n, w in zip(names, weights, strict=True) if n != arcflow}
+
+    def delete_adapters(self, adapter_names: list[str] | str) -> None:
+        """Remove other LoRAs (diffusers' method); the ArcFlow LoRA is part of the student."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        if self.arcflow_student is not None and self.arcflow_adapter_name in names:
+            raise ValueError(
+                f"'{self.arcflow_adapter_name}' is the ArcFlow student's own LoRA and cannot be "
+                "deleted; load the pipeline again for the plain base model"
+            )
+        super().delete_adapters(names)
+        self._lora_weights = {n: w for n, w in self.lora_weights.items() if n not in names}
+
+    def unload_lora_weights(self, *args: Any, **kwargs: Any) -> None:
+        """Remove every LoRA but the ArcFlow one (diffusers would remove that one too)."""
+        if self.arcflow_student is None:
+            super().unload_lora_weights(*args, **kwargs)
+            return
+        others = set(self.get_list_adapters().get("transformer", [])) - {self.arcflow_adapter_name}
+        if others:
+            self.delete_adapters(sorted(others))
+        self.set_adapters([])
+
+    @property
+    def lora_weights(self) -> dict[str, float]:
+        """The active LoRAs other than the ArcFlow one, by name, with their weights."""
+        return dict(getattr(self, "_lora_weights", {}))
 
     def merge_arcflow_lora(self) -> None:
         """Fold the loaded adapter's LoRA into the transformer's weights for faster sampling

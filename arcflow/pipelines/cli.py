@@ -79,6 +79,60 @@ class LoadError(Exception):
     """Something named on the command line could not be loaded (reported without traceback)."""
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to a flag's help unless the help already speaks of its default
+    or there is none to show (argparse's ArgumentDefaultsHelpFormatter repeats it, or prints
+    ``(default: None)``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, [], False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def lora_argument(value: str) -> tuple[str, float]:
+    """``PATH[:WEIGHT]`` -> (path, weight); the weight defaults to 1."""
+    path, sep, weight = value.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(weight)
+        except ValueError:
+            pass  # a colon inside the path itself
+    return value, 1.0
+
+
+def add_lora_argument(parser: argparse.ArgumentParser) -> None:
+    """``--lora PATH[:WEIGHT]`` (repeatable), for every front end that samples a pipeline."""
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        type=lora_argument,
+        metavar="PATH[:WEIGHT]",
+        help="a further LoRA of the base model (a diffusers LoRA folder or .safetensors file, or "
+        "a Hub repo), applied at WEIGHT (default 1) beside the ArcFlow LoRA; repeatable",
+    )
+
+
+def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
+    """Load each ``(path, weight)`` of ``--lora`` into ``pipe`` (adapters ``lora0``, ``lora1``,
+    ...); LoadError naming the one that failed."""
+    for index, (source, weight) in enumerate(loras):
+        path = Path(source).expanduser()
+        where, options = source, {}
+        if path.is_file():  # diffusers takes a folder (or Hub repo) and the file's name apart
+            where, options = str(path.parent), dict(weight_name=path.name)
+        try:
+            pipe.load_lora_weights(where, adapter_name=f"lora{index}", weight=weight, **options)
+        except Exception as error:  # a wrong path, file format or base model alike
+            raise LoadError(
+                f"could not load the LoRA '{source}' ({_reason(error)}).\nHint: --lora takes a "
+                "diffusers LoRA folder or .safetensors file trained for this --model, then "
+                "optionally ':WEIGHT'."
+            ) from error
+
+
 def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=(
@@ -86,7 +140,7 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
             f"Multi-GPU: torchrun --nproc_per_node=N {Path(sys.argv[0]).name} --prompts-file F "
             "--out DIR shards the prompts across processes."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     parser.add_argument("--prompts-file", type=Path, help="text file, one prompt per line")
@@ -112,6 +166,7 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
             f"[default: {spec.default_adapter}]"
         ),
     )
+    add_lora_argument(parser)
     parser.add_argument(
         "--preset",
         choices=["tiny"],
@@ -279,6 +334,31 @@ def resolve_guidance(spec: CliSpec, args: argparse.Namespace) -> float | None:
     return spec.tiny_guidance_scale if args.preset == "tiny" else None
 
 
+def image_size_multiple(model: str) -> int:
+    """What image sides must be multiples of: the VAE's downsampling x 2 (2x2 latent pixels per
+    token). Read from a local model's ``vae/config.json``; 16 (the released models') otherwise."""
+    config_path = Path(model).expanduser() / "vae" / "config.json"
+    if not config_path.is_file():
+        return 16
+    config = json.loads(config_path.read_text())
+    if "temperal_downsample" in config:  # Qwen-Image's VAE: one x2 per entry, then x2 once more
+        return 2 ** len(config["temperal_downsample"]) * 2
+    return 2 ** (len(config["block_out_channels"]) - 1) * 2
+
+
+def check_image_size(
+    parser: argparse.ArgumentParser, model: str, height: int | None, width: int | None
+) -> None:
+    """Fail before any model loads on a side the pipeline would refuse after loading."""
+    multiple = image_size_multiple(model)
+    for flag, value in (("--height", height), ("--width", width)):
+        if value is not None and (value <= 0 or value % multiple):
+            parser.error(
+                f"{flag} must be a positive multiple of {multiple} for this model (its VAE's "
+                f"downsampling x 2x2 token packing), got {value}"
+            )
+
+
 def _reason(error: BaseException, limit: int = 400) -> str:
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     first = lines[0] if lines else "(no message)"
@@ -376,7 +456,9 @@ def save_sample(
     teacher_steps: int | None = None,
 ) -> list[Path]:
     """The student's PNG at ``path`` and, given the teacher's image, ``<stem>_vs_teacher.png``
-    (student | teacher); ``metadata`` holds the settings, prompt and seed of the image."""
+    (student | teacher); ``metadata`` holds the settings, prompt and seed of the image, to which
+    both files add the student image's height and width."""
+    metadata = {**metadata, "height": image.height, "width": image.width}
     save_png(image, path, {**metadata, "sampler": "arcflow-student"})
     if teacher is None:
         return [path]
@@ -448,6 +530,7 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     model, adapter = resolve_sources(spec, args)
     pipe = load_pipeline(spec, model, adapter, resolve_dtype(dtype), device, args.offload)
+    load_loras(pipe, args.lora)
     pipe.set_progress_bar_config(disable=True)
     if args.merge_lora:
         pipe.merge_arcflow_lora()
@@ -475,6 +558,7 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         max_sequence_length=call["max_sequence_length"],
         dtype=dtype,
         merge_lora=args.merge_lora,
+        loras=" ".join(f"{path}:{weight:g}" for path, weight in args.lora),
     )
     return LoadedPipeline(pipe, call, settings)
 
@@ -490,6 +574,8 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
 
     rank, world_size, local_rank = init_distributed()
     try:
+        model, _ = resolve_sources(spec, args)
+        check_image_size(parser, model, args.height, args.width)
         loaded = load_from_args(spec, args, local_rank)
     except LoadError as error:
         print(f"error: {error}", file=sys.stderr)

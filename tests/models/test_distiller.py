@@ -1,5 +1,7 @@
 """The distiller's rollout on an analytic toy student."""
 
+import contextlib
+
 import torch
 
 from arcflow.models.distiller import ArcFlowDistiller
@@ -82,3 +84,44 @@ def test_tiny_real_students_lower_the_loss_on_a_fixed_batch(tiny):
             total().backward()
             opt.step()
         assert total().item() < 0.7 * before, (arch, before)
+
+
+def test_data_variant_noise_takes_the_latents_size(toy_student):
+    """Real latents of another size than ``latent_size`` (images at their own resolution)."""
+    distiller, data = make(toy_student, mode="data")
+    data["latents"] = torch.randn(4, 2, 3, 5)
+    assert distiller.rollout_losses(data, iteration=0)["loss_seg0"].isfinite()
+
+
+class RecordingWrapper:
+    """The optimiser-wrapper calls ``train_step`` makes, recording the gradient it steps with."""
+
+    def __init__(self, model):
+        self.model, self.grads = model, None
+
+    def optim_context(self, model):
+        return contextlib.nullcontext()
+
+    def backward(self, loss):
+        loss.backward()
+
+    def step(self):
+        self.grads = [p.grad.clone() for p in self.model.parameters() if p.grad is not None]
+
+    def zero_grad(self):
+        self.model.zero_grad(set_to_none=True)
+
+
+def test_micro_batches_accumulate_the_whole_batch_gradient(toy_student):
+    """3 + 1 rows (uneven micro-batches) give the gradient and losses of the batch of 4."""
+    results = {}
+    for micro in (None, 3):
+        torch.manual_seed(0)
+        distiller, data = make(toy_student, micro_batch_size=micro, teacher_ratio_decay=10)
+        wrapper = RecordingWrapper(distiller)
+        results[micro] = distiller.train_step(data, wrapper), wrapper.grads
+    (losses, grads), (micro_losses, micro_grads) = results[None], results[3]
+    for key in ("loss_seg0", "loss_seg1", "loss"):
+        torch.testing.assert_close(micro_losses[key], losses[key], rtol=1e-6, atol=0)
+    for grad, micro_grad in zip(grads, micro_grads, strict=True):
+        torch.testing.assert_close(micro_grad, grad, rtol=1e-5, atol=1e-8)

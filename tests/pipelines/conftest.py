@@ -1,6 +1,7 @@
 """Tiny real FLUX and Qwen-Image diffusers pipelines with random weights (stack-notes.md), built in
 process, saved to a folder and used from there like a downloaded model; plus ArcFlow adapters for
-them. Offered as the session-scoped ``tiny_stacks`` fixture (building takes ~1 s per family)."""
+them, and style LoRAs of the base models. Offered as the session-scoped ``tiny_stacks`` fixture
+(building takes ~1 s per family)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from diffusers import (
     QwenImagePipeline,
     QwenImageTransformer2DModel,
 )
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -204,6 +207,11 @@ class TinyStacks:
     an ArcFlow adapter folder for it; ``arch`` is ``"flux"`` or ``"qwen_image"``."""
 
     builders = {"flux": tiny_flux_pipeline, "qwen_image": tiny_qwen_pipeline}
+    pipeline_classes = {"flux": FluxPipeline, "qwen_image": QwenImagePipeline}
+    transformer_classes = {
+        "flux": FluxTransformer2DModel,
+        "qwen_image": QwenImageTransformer2DModel,
+    }
     transformer_configs = TINY_TRANSFORMERS
 
     def __init__(self, root: Path) -> None:
@@ -218,13 +226,28 @@ class TinyStacks:
     def adapter(self, arch: str) -> Path:
         folder = self.root / f"tiny-{arch}-arcflow"
         if not folder.is_dir():
-            transformer_cls = (
-                FluxTransformer2DModel if arch == "flux" else QwenImageTransformer2DModel
-            )
-            transformer = transformer_cls.from_pretrained(
+            transformer = self.transformer_classes[arch].from_pretrained(
                 self.model(arch), subfolder="transformer", local_files_only=True
             )
             tiny_adapter(transformer, arch, folder)
+        return folder
+
+    @torch.no_grad()
+    def style_lora(self, arch: str, folder: Path, scale: float) -> Path:
+        """A LoRA of the base model in diffusers' file format, on the attention queries and
+        values and on MLP outputs that the ArcFlow LoRA adapts too; ``scale`` 0 leaves B = 0 (a
+        LoRA that changes nothing)."""
+        transformer = self.transformer_classes[arch].from_pretrained(
+            self.model(arch), subfolder="transformer", local_files_only=True
+        )
+        targets = ["to_q", "to_v", "net.2"]
+        transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=targets))
+        gen = torch.Generator().manual_seed(5)
+        for name, param in transformer.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * scale)
+        layers = get_peft_model_state_dict(transformer)
+        self.pipeline_classes[arch].save_lora_weights(folder, transformer_lora_layers=layers)
         return folder
 
 

@@ -43,6 +43,53 @@ def test_help(name):
     assert "usage:" in result.stdout
 
 
+def test_invalid_image_size_fails_before_any_model_loads(tiny_stacks, monkeypatch, capsys):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the size was checked")
+
+    monkeypatch.setattr(cli, "load_pipeline", no_loading)
+    model = str(tiny_stacks.model("flux"))  # VAE x2, 2x2 tokens: sides are multiples of 4
+    for flag, value in (("--height", "30"), ("--width", "-8"), ("--height", "0")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(cli.FLUX, ["--prompt", "x", "--model", model, "--adapter", model, flag, value])
+        assert exit_info.value.code == 2
+        assert f"{flag} must be a positive multiple of 4" in capsys.readouterr().err
+    # The shipped tiny stacks' VAEs downsample by 4 (FLUX: 3 levels; Qwen-Image: 1 temporal + 1).
+    assert cli.image_size_multiple(str(REPO / "checkpoints/tiny-flux")) == 8
+    assert cli.image_size_multiple(str(REPO / "checkpoints/tiny-qwen")) == 8
+    assert cli.image_size_multiple("black-forest-labs/FLUX.1-dev") == 16
+
+
+def test_lora_flag_stacks_style_loras_on_the_student(tiny_stacks, tmp_path, capsys):
+    args = ["--model", str(tiny_stacks.model("flux"))]
+    args += ["--adapter", str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
+    args += ["--prompt", "a red circle", "--seed", "3"]
+    zero = tiny_stacks.style_lora("flux", tmp_path / "zero", 0.0)
+    style = tiny_stacks.style_lora("flux", tmp_path / "style", 0.5)
+    style_file = style / "pytorch_lora_weights.safetensors"
+    runs = {
+        "plain": [],
+        "zero": ["--lora", str(zero)],
+        "style": ["--lora", f"{style_file}:0.8"],
+        "both": ["--lora", f"{style_file}:0.8", "--lora", f"{zero}:2"],
+    }
+    pixels = {}
+    for name, extra in runs.items():
+        assert cli.run(cli.FLUX, args + extra + ["--out", str(tmp_path / f"{name}.png")]) == 0
+        pixels[name], text = pixels_and_text(tmp_path / f"{name}.png")
+    assert np.array_equal(pixels["zero"], pixels["plain"])
+    assert np.abs(pixels["style"].astype(int) - pixels["plain"].astype(int)).max() > 2
+    assert np.array_equal(pixels["both"], pixels["style"])
+    assert text["loras"] == f"{style_file}:0.8 {zero}:2"
+    assert cli.lora_argument("a:b/c") == ("a:b/c", 1.0)
+    assert cli.lora_argument("dir/x.safetensors:-0.5") == ("dir/x.safetensors", -0.5)
+
+    missing = tmp_path / "missing"
+    assert cli.run(cli.FLUX, args + ["--lora", str(missing)]) == cli.EXIT_LOAD_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: could not load the LoRA '{missing}'") and "Traceback" not in err
+
+
 def test_tiny_stack_writes_pngs_with_metadata(tiny_stacks, tmp_path, capsys):
     out = tmp_path / "flux"
     args = ["--model", str(tiny_stacks.model("flux")), "--adapter"]
@@ -63,6 +110,7 @@ def test_tiny_stack_writes_pngs_with_metadata(tiny_stacks, tmp_path, capsys):
     pixels, text = pixels_and_text(out / "00003_blue.png")
     assert pixels.shape == (32, 32, 3)
     assert text["prompt"] == "blue" and text["seed"] == "10" and text["nfe"] == "2"
+    assert text["height"] == "32" and text["width"] == "32"
     assert text["adapter"] == str(tiny_stacks.adapter("flux"))
     settings = json.loads(text["arcflow"])
     assert settings["model"] == str(tiny_stacks.model("flux")) and settings["shift"] == 3.2

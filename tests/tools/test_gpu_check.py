@@ -21,6 +21,7 @@ def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
             "loop/teacher",
             "loop/speedup",
             "train/iteration",
+            "train/optimizer",
             "loop/student_merged",
             "loop/speedup_merged",
         ):
@@ -30,6 +31,10 @@ def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
     for record in train:
         assert record["gradient_checkpointing"] and len(record["runs_ms"]) == 2
         assert record["loss"] == record["loss"]  # finite, not NaN
+    for record in (r for r in records if r["name"] == "train/optimizer"):
+        # On the CPU the optimiser is 32-bit AdamW: its state is the two float32 moments.
+        assert not record["eight_bit"] and record["reason"]
+        assert record["state_mb"] == pytest.approx(record["adamw_fp32_state_mb"], rel=0.01)
     build = next(r for r in records if r["name"] == "build")
     assert build["num_components"] == 16 and 0 < build["trainable_params"] < build["params"]
     # The GPU run's dtypes: bf16 base; trainable tensors bf16 to sample (as the pipelines load
