@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from arcflow.errors import UserError, run_cli, writable_dir
+
 # torch, diffusers and the pipelines load after argument parsing: --help and usage errors are
 # instant instead of taking the ~10 s those imports cost.
 if TYPE_CHECKING:
@@ -75,8 +77,16 @@ QWEN_IMAGE = CliSpec(
 )
 
 
-class LoadError(Exception):
+class LoadError(UserError):
     """Something named on the command line could not be loaded (reported without traceback)."""
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a writable folder or a ``.png`` file name in one."""
+    is_png = out.suffix.lower() == ".png"
+    if out.is_file() and not is_png:
+        raise UserError(f"--out {out} is an existing file: name a folder or a .png file")
+    writable_dir(out.parent if is_png else out, "--out")
 
 
 def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
@@ -404,6 +414,7 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.merge_lora and args.teacher_steps:
         parser.error("--merge-lora removes the teacher that --teacher-steps samples: drop one")
+    check_out(args.out)
     quiet_libraries()
     import torch
     import torch.distributed as dist
@@ -435,6 +446,10 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
         max_sequence_length=args.max_sequence_length
         or (spec.tiny_max_sequence_length if tiny else 512),
     )
+    try:
+        pipe.latent_size(call["height"], call["width"])
+    except ValueError as error:
+        raise UserError(f"--height / --width do not fit {spec.name}: {error}") from None
     guidance_scale = resolve_guidance(spec, args)
     if guidance_scale is not None:
         call["guidance_scale"] = guidance_scale
@@ -457,4 +472,4 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
 
 
 def main(spec: CliSpec) -> None:
-    sys.exit(run(spec))
+    sys.exit(run_cli(lambda argv: run(spec, argv)))

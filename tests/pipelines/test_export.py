@@ -124,3 +124,13 @@ def test_export_verifies_the_checkpoint(run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: checkpoint") and "unusable" in err and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_out_dir_that_is_a_file_is_a_clear_error(run, tmp_path, capsys):
+    config, _, _ = run
+    existing = tmp_path / "adapter.txt"
+    existing.write_text("mine")
+    assert export_main([str(config), "--out-dir", str(existing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out-dir {existing} is an existing file, not a folder: name a folder"
+    assert existing.read_text() == "mine"
