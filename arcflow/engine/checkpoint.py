@@ -4,7 +4,7 @@ Layout of ``checkpoints/<run>/``::
 
     iter_000500/trainable.safetensors   trainable tensors of the model (no frozen base)
     iter_000500/ema.safetensors         EMA of those tensors, float32
-    iter_000500/state.pt                optimiser, schedulers, iteration, RNG states
+    iter_000500/state.pt                optimiser, schedulers, iteration, every rank's RNG state
     iter_000500/manifest.json           size and SHA-256 of the files above, written last
     latest                              name of the newest checkpoint
 
@@ -39,7 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmengine.dist import broadcast_object_list, get_world_size, is_main_process
+from mmengine.dist import (
+    all_gather_object,
+    broadcast_object_list,
+    get_rank,
+    get_world_size,
+    is_main_process,
+)
 from mmengine.hooks import Hook
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -237,7 +243,7 @@ class ArcFlowCheckpointHook(Hook):
         if received is None or done >= runner.max_iters:
             return
         runner.logger.warning(
-            f"received {received}: stopping after iteration {done} with a checkpoint; rerun the "
+            f"{received}: stopping after iteration {done} with a checkpoint; rerun the "
             "same command to resume"
         )
         if not saved:
@@ -260,13 +266,17 @@ class ArcFlowCheckpointHook(Hook):
         ema_hook = self._ema_hook(runner)
         ema = ema_hook.state_dict() if ema_hook is not None else None
         optimizer = _optimizer_state(model, runner.optim_wrapper.optimizer)
+        # Every rank's own RNG state: ranks draw different amounts (their batches differ in
+        # shape), so rank 0's state would replay other numbers on the other ranks.
+        rng = all_gather_object(_rng_state()) if get_world_size() > 1 else [_rng_state()]
         failure = None
         if is_main_process():
             state = dict(
                 iteration=done,
                 optimizer=optimizer,
                 schedulers=[s.state_dict() for s in runner.param_schedulers or []],
-                rng=_rng_state(),
+                rng=rng[0],
+                rng_ranks=rng,
             )
             writers = [("trainable.safetensors", lambda p: save_file(trainable, str(p)))]
             if ema is not None:
@@ -348,7 +358,8 @@ class ArcFlowCheckpointHook(Hook):
             scheduler.load_state_dict(sched_state)
         # Before the RNG is restored: a new data iterator draws its base seed from torch's RNG.
         _resume_data_stream(runner, state["iteration"])
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or []
+        _set_rng_state(ranks[get_rank()] if len(ranks) == get_world_size() else state["rng"])
         runner.train_loop._iter = state["iteration"]
         runner.message_hub.update_info("iter", state["iteration"])
         runner.logger.info(f"resumed from {path} at iteration {state['iteration']}")

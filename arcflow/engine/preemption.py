@@ -60,12 +60,14 @@ class PreemptionGuard:
         self._previous.clear()
 
     def received_on_any_rank(self) -> str | None:
-        """The signal this rank received, or, when another rank received one, a note saying so.
-        Under torch.distributed every rank must call it at the same point (a collective)."""
+        """What asked this run to stop ("received SIGTERM", "another rank received a stop
+        signal"), or None. Under torch.distributed every rank must call it at the same point (it
+        is a collective)."""
+        mine = None if self.received is None else f"received {self.received}"
         if get_world_size() == 1:
-            return self.received
-        flag = torch.tensor([0 if self.received is None else 1])
+            return mine
+        flag = torch.tensor([0 if mine is None else 1])
         all_reduce(flag, op="max")
         if not flag.item():
             return None
-        return self.received or "a stop signal on another rank"
+        return mine or "another rank received a stop signal"
