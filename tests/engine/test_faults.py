@@ -116,6 +116,15 @@ def test_resume_from_picks_the_checkpoint(uninterrupted, embeddings, tmp_path):
     assert sorted(rows) == [5]
     assert rows[5]["loss_seg0"] == pytest.approx(reference[5]["loss_seg0"], rel=1e-6)
 
+    # A run's checkpoint folder: its newest complete checkpoint, a broken newer one skipped.
+    other = copy_checkpoints(uninterrupted, tmp_path / "other")
+    truncate(other / "iter_000006" / "ema.safetensors")
+    again = tmp_path / "again"
+    run = argv(again, embeddings, "train_cfg.max_iters=5", args=("--resume-from", str(other)))
+    assert train_in_process(run) == 0
+    assert sorted(logged(again)) == [5]
+    assert logged(again)[5]["loss_seg0"] == rows[5]["loss_seg0"]
+
 
 def test_checkpoint_of_another_config_is_one_error(uninterrupted, embeddings, tmp_path, capsys):
     picked = uninterrupted / "checkpoints" / "iter_000004"
