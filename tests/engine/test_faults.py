@@ -3,6 +3,7 @@ checks that nothing was lost and what the user was told.
 
 - a truncated newest checkpoint is named and skipped, none left is one error; --resume-from;
 - a checkpoint write that runs out of space leaves the previous checkpoints and no partial folder;
+  a write that fails on rank 0 ends every rank;
 - SIGTERM / SIGINT / SIGUSR1 finish the iteration, checkpoint it and exit 75 (one process, FSDP
   with the signal reaching one rank only, two torchrun "nodes"); the rerun reproduces the
   uninterrupted run's losses;
@@ -162,6 +163,19 @@ def test_full_disk_keeps_previous_checkpoint(
     monkeypatch.setattr(checkpoint_module, "save_file", real_save_file)  # space freed: rerun
     assert train_in_process(run) == 0
     assert_same_losses(logged(tmp_path), logged(uninterrupted), 4, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_failed_write_on_rank_0_stops_every_rank(embeddings, tmp_path):
+    """Rank 0 cannot create the checkpoint folder: both ranks end with the one error, no rank
+    waits forever for the other."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    options = ("train_cfg.max_iters=2", f"checkpoint_dir={blocker / 'checkpoints'}")
+    result = train(tmp_path, embeddings, *options, nproc=2, expect=1)  # torchrun: a rank failed
+    assert result.stderr.count("error: could not write checkpoint") == 1
+    assert f"{blocker / 'checkpoints' / 'iter_000002'} (Not a directory)" in result.stderr
+    assert len(re.findall(r"exitcode\s*:\s*2\b", result.stderr)) >= 1
 
 
 # ---------------------------------------------------------------------------- preemption
