@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -32,20 +31,20 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 def writable_dir(path: str | Path, flag: str) -> Path:
-    """Create folder ``path`` if needed and check that files can be written in it."""
+    """Check that folder ``path`` exists or can be created and written to (creates nothing)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is an existing file, not a folder: name a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        raise UserError(
-            f"{flag} {path} is not writable ({error.strerror or error}): choose a folder you can "
-            "write to"
-        ) from error
-    return path
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"no permission to write in {existing}"
+    else:
+        return path
+    raise UserError(f"{flag} {path} is not writable ({reason}): choose a folder you can write to")
 
 
 def debug_requested(argv: Sequence[str]) -> bool:

@@ -145,5 +145,5 @@ def prepare_config(
         cfg.randomness["seed"] = seed
         if "seed" in cfg.model:
             cfg.model["seed"] = seed
-    writable_dir(cfg.work_dir, "--work-dir")
+    writable_dir(cfg.work_dir, "--work-dir").mkdir(parents=True, exist_ok=True)
     return cfg
