@@ -21,7 +21,7 @@ from mmengine.config import DictAction
 from arcflow.engine.launch import prepare_config
 from arcflow.engine.preemption import EXIT_RESUME, parse_signal
 from arcflow.engine.runner import ArcFlowRunner
-from arcflow.errors import run_cli
+from arcflow.errors import UserError, run_cli
 
 
 def signal_name(text: str) -> str:
@@ -72,7 +72,15 @@ def main(argv: list[str]) -> int:
         args.preempt_signal,
     )
     runner = ArcFlowRunner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except UserError:
+        # Every rank raised it at the same point (the checkpoint hook shares rank 0's failures
+        # with all ranks), so no collective is in flight: shut gloo down before Python exits, as
+        # below.
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        raise
     if dist.is_initialized():
         # Shut the group down while Python is alive: left to interpreter exit, gloo's worker
         # threads may still hold work whose tensors then abort the process (pytorch/pytorch#179291;
