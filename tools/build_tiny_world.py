@@ -51,6 +51,8 @@ from pathlib import Path
 
 import torch
 
+from arcflow.errors import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path("checkpoints")
 EVALUATOR = CHECKPOINTS / "tiny-evaluator"
@@ -88,7 +90,7 @@ def stage_export(arch: str, stage: str) -> Path:
     return CHECKPOINTS / f"tiny-{STACK_NAMES[arch]}-stage-{stage.lower()}"
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -102,7 +104,7 @@ def parse_args() -> argparse.Namespace:
         default=1000,
         help="one-object prompts of the bar measurement (teacher and 2-NFE students)",
     )
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 class Builder:
@@ -256,8 +258,8 @@ def build_stack(builder: Builder, arch: str) -> None:
     )
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(args.threads)
     builder = Builder(args.threads, args.resume, args.num_prompts, args.bar_prompts)
@@ -276,4 +278,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

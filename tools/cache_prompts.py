@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from diffusers.utils import logging as diffusers_logging
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 from arcflow.data.cache_builder import CacheSettings, build_prompt_cache
 from arcflow.data.prompts import read_prompt_records
+from arcflow.engine.launch import load_config
+from arcflow.errors import run_cli
 from arcflow.models.text_encoders import PromptEncoder
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -54,12 +57,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", help="default: cuda (this rank's GPU) if available, else cpu")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override keys: a.b=1")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
-    cfg = Config.fromfile(args.config)
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     encoder_cfg = cfg.model.get("prompt_encoder")
@@ -111,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -13,6 +13,8 @@ import sys
 
 from mmengine.config import Config
 
+from arcflow.engine.launch import load_config
+from arcflow.errors import run_cli
 from arcflow.models import build_student_from_cfg, count_parameters
 
 
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", help="mmengine config file")
     args = parser.parse_args(argv)
 
-    student = build_student_from_cfg(student_cfg(Config.fromfile(args.config)), device="meta")
+    student = build_student_from_cfg(student_cfg(load_config(args.config)), device="meta")
     counts = count_parameters(student)
     k, rank = student.num_components, student.lora_rank
     print(f"student:   {student.arch.name}, K = {k}, LoRA rank {rank}")
@@ -42,4 +44,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

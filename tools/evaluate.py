@@ -24,6 +24,7 @@ import re
 import sys
 from pathlib import Path
 
+from arcflow.errors import run_cli
 from arcflow.pipelines import cli
 
 # torch and the harness load after argument parsing: --help and usage errors stay instant.
@@ -185,4 +186,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -47,6 +47,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed package
 
+from arcflow.errors import run_cli  # noqa: E402
 from arcflow.evaluation.benchmark import (  # noqa: E402
     Record,
     bench_loop,
@@ -312,4 +313,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -25,6 +25,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from arcflow.errors import run_cli
+
 Series = dict[str, dict[int, float]]  # scalar name -> {iteration: value}
 
 NOT_CURVES = {"step", "iter", "epoch", "time", "data_time"}
@@ -169,4 +171,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

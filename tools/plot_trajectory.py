@@ -37,6 +37,7 @@ from torch import nn  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from arcflow.errors import run_cli  # noqa: E402
 from arcflow.flow import ArcFlowPolicy  # noqa: E402
 from arcflow.pipelines.sampling import (  # noqa: E402
     Cond,
@@ -270,4 +271,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from arcflow.errors import run_cli
 from arcflow.pipelines import cli
 
 if TYPE_CHECKING:
@@ -162,4 +164,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

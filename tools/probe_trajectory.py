@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from arcflow.errors import run_cli
 from arcflow.pipelines import cli
 
 SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
@@ -174,4 +175,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -4,8 +4,9 @@ Layout of ``checkpoints/<run>/``::
 
     iter_000500/trainable.safetensors   trainable tensors of the model (no frozen base)
     iter_000500/ema.safetensors         EMA of those tensors, float32
-    iter_000500/state.pt                optimiser, schedulers, iteration, RNG states
-    latest                              name of the newest complete checkpoint
+    iter_000500/state.pt                optimiser, schedulers, iteration, every rank's RNG state
+    iter_000500/manifest.json           size and SHA-256 of the files above, written last
+    latest                              name of the newest checkpoint
 
 Tensors are whole and named as in the unsharded model, the optimiser state included (keyed by
 parameter name): under FSDP every rank gathers them and rank 0 writes, and on resume each rank
@@ -13,8 +14,16 @@ keeps its shard. So a checkpoint resumes in a single process, under DDP or under
 wrote it.
 
 A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is
-replaced atomically after that, so a crash mid-write never leaves a corrupt latest. ``state.pt``
-holds tensors and plain Python values only and loads with ``torch.load(weights_only=True)``.
+replaced atomically after that (``checkpoint_files.write_checkpoint``). A failed write removes its
+temporary folder and leaves the previous checkpoints as they were. On resume, the newest
+checkpoint whose files match its manifest is loaded; a truncated, corrupt or incomplete newer one
+is named in the log and skipped. ``state.pt`` holds tensors and plain Python values only and loads
+with ``torch.load(weights_only=True)``.
+
+When the job is told to stop (SIGTERM, SIGINT, or the early-warning signal, SIGUSR1 by default:
+``preemption.py``), the current iteration finishes, every rank takes part in writing its
+checkpoint, and ``tools/train.py`` exits with ``EXIT_RESUME`` (75): rerunning the same command
+continues from there.
 
 The data stream resumes too: mmengine advances the data iterator once per finished iteration,
 loading every skipped batch; a batch sampler with ``resume_at(batches)`` (``BucketBatchSampler``)
@@ -25,13 +34,18 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
-from mmengine.dist import barrier, is_main_process
+from mmengine.dist import (
+    all_gather_object,
+    broadcast_object_list,
+    get_rank,
+    get_world_size,
+    is_main_process,
+)
 from mmengine.hooks import Hook
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -41,11 +55,19 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from arcflow.engine.checkpoint_files import (
+    CheckpointError,
+    CheckpointWriteError,
+    checkpoint_iteration,
+    find_checkpoint,
+    list_checkpoints,
+    verify_checkpoint,
+    write_checkpoint,
+)
 from arcflow.engine.ema import trainable_parameters
+from arcflow.engine.preemption import PreemptionGuard
 from arcflow.engine.sharding import gather_to_main, shard_like
 from arcflow.registry import HOOKS
-
-_DIR = re.compile(r"^iter_(\d{6,})$")
 
 
 def _rng_state() -> dict:
@@ -69,25 +91,20 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
 
 
-def list_checkpoints(root: str | Path) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _DIR.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
 def latest_checkpoint(root: str | Path) -> Path | None:
-    """The checkpoint named by ``root/latest``, else the newest complete one, else None."""
-    root = Path(root)
-    pointer = root / "latest"
-    if pointer.is_file():
-        named = root / pointer.read_text().strip()
-        if named.is_dir():
-            return named
-    found = list_checkpoints(root)
-    return found[-1] if found else None
+    """The newest complete checkpoint under ``root`` (see ``find_checkpoint``), else None."""
+    return find_checkpoint(root)
+
+
+def _nbytes(value) -> int:
+    """Bytes of the tensors in a nest of dicts and lists: the size a checkpoint needs on disk."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 0
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -156,16 +173,29 @@ def _load_optimizer_state(runner, state: dict) -> None:
             optimizer.state.pop(param, None)
 
 
+def _shared(value, failure: BaseException | None = None):
+    """Rank 0's ``(value, failure)`` on every rank."""
+    message = [(value, failure)]
+    if get_world_size() > 1:
+        broadcast_object_list(message)
+    return message[0]
+
+
 @HOOKS.register_module()
 class ArcFlowCheckpointHook(Hook):
-    """Saves every ``interval`` iterations and at the end; resumes from the run's latest.
+    """Saves every ``interval`` iterations, at the end and when the job is told to stop; resumes
+    from the run's newest complete checkpoint.
 
     Args:
         out_dir: the run's checkpoint folder (``tools/train.py`` sets ``checkpoints/<run>``).
         interval: iterations between checkpoints.
         keep_last: how many of the newest checkpoints to keep.
         keep_every: also keep every checkpoint whose iteration is a multiple of this (0: none).
-        resume: resume from ``out_dir``'s latest checkpoint when there is one.
+        resume: resume from ``out_dir``'s newest complete checkpoint when there is one.
+        resume_from: resume from this checkpoint folder (or the newest complete one of this run
+            folder) instead; it must be complete.
+        preempt_signal: the early-warning signal that, like SIGTERM and SIGINT, checkpoints and
+            stops the run (``"SIGUSR1"``, as SLURM's ``--signal`` sends; None: only those two).
     """
 
     priority = "LOW"
@@ -177,6 +207,8 @@ class ArcFlowCheckpointHook(Hook):
         keep_last: int = 2,
         keep_every: int = 0,
         resume: bool = True,
+        resume_from: str | None = None,
+        preempt_signal: str | None = "SIGUSR1",
     ) -> None:
         if interval < 1 or keep_last < 1:
             raise ValueError("interval and keep_last must be >= 1")
@@ -185,15 +217,39 @@ class ArcFlowCheckpointHook(Hook):
         self.keep_last = keep_last
         self.keep_every = keep_every
         self.resume = resume
+        self.resume_from = resume_from
+        self.guard = PreemptionGuard(preempt_signal)
+        self.preempted = False
 
     @staticmethod
     def _ema_hook(runner):
         return next((h for h in runner.hooks if type(h).__name__ == "ArcFlowEMAHook"), None)
 
+    def before_run(self, runner) -> None:
+        self.guard.install()
+
+    def after_run(self, runner) -> None:
+        self.guard.uninstall()
+
     # ------------------------------------------------------------------ save
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if self.every_n_train_iters(runner, self.interval):
-            self.save(runner, runner.iter + 1)
+        done = runner.iter + 1
+        saved = self.every_n_train_iters(runner, self.interval)
+        if saved:
+            self.save(runner, done)
+        # Every rank asks every iteration, so all of them stop after the same one even when the
+        # signal reached them at different times.
+        received = self.guard.received_on_any_rank()
+        if received is None or done >= runner.max_iters:
+            return
+        runner.logger.warning(
+            f"{received}: stopping after iteration {done} with a checkpoint; rerun the "
+            "same command to resume"
+        )
+        if not saved:
+            self.save(runner, done)
+        self.preempted = True
+        runner.train_loop.stop_training = True
 
     def after_train(self, runner) -> None:
         done = runner.iter
@@ -202,51 +258,74 @@ class ArcFlowCheckpointHook(Hook):
 
     def save(self, runner, done: int) -> Path:
         """Write the checkpoint after ``done`` iterations and prune old ones. Every rank calls it
-        (under FSDP each takes part in gathering the tensors); rank 0 writes."""
+        (under FSDP each takes part in gathering the tensors); rank 0 writes, and a failed write
+        raises CheckpointWriteError on every rank."""
         final = self.out_dir / f"iter_{done:06d}"
         model = getattr(runner.model, "module", runner.model)
         trainable = gather_to_main(trainable_parameters(model))
         ema_hook = self._ema_hook(runner)
         ema = ema_hook.state_dict() if ema_hook is not None else None
         optimizer = _optimizer_state(model, runner.optim_wrapper.optimizer)
+        # Every rank's own RNG state: ranks draw different amounts (their batches differ in
+        # shape), so rank 0's state would replay other numbers on the other ranks.
+        rng = all_gather_object(_rng_state()) if get_world_size() > 1 else [_rng_state()]
+        failure = None
         if is_main_process():
-            tmp = self.out_dir / f".tmp_iter_{done:06d}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            save_file(trainable, str(tmp / "trainable.safetensors"))
-            if ema is not None:
-                save_file(ema, str(tmp / "ema.safetensors"))
             state = dict(
                 iteration=done,
                 optimizer=optimizer,
                 schedulers=[s.state_dict() for s in runner.param_schedulers or []],
-                rng=_rng_state(),
+                rng=rng[0],
+                rng_ranks=rng,
             )
-            torch.save(state, tmp / "state.pt")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            _write_text_atomic(self.out_dir / "latest", final.name)
-            self._prune()
-            runner.logger.info(f"checkpoint saved: {final}")
-        barrier()
+            writers = [("trainable.safetensors", lambda p: save_file(trainable, str(p)))]
+            if ema is not None:
+                writers.append(("ema.safetensors", lambda p: save_file(ema, str(p))))
+            writers.append(("state.pt", lambda p: torch.save(state, p)))
+            try:
+                write_checkpoint(final, writers, _nbytes([trainable, ema, state]))
+                _write_text_atomic(self.out_dir / "latest", final.name)
+            except CheckpointWriteError as error:
+                failure = error
+            else:
+                self._prune()
+                runner.logger.info(f"checkpoint saved: {final}")
+        _, failure = _shared(None, failure)
+        if failure is not None:
+            raise failure
         return final
 
     def _prune(self) -> None:
         found = list_checkpoints(self.out_dir)
         for path in found[: -self.keep_last]:
-            step = int(_DIR.match(path.name).group(1))
-            if self.keep_every and step % self.keep_every == 0:
+            if self.keep_every and checkpoint_iteration(path) % self.keep_every == 0:
                 continue
             shutil.rmtree(path, ignore_errors=True)
 
     # ------------------------------------------------------------------ resume
-    def before_train(self, runner) -> None:
+    def _choose(self, runner) -> Path | None:
+        """The checkpoint to resume from (rank 0 reads the files, every rank gets the answer)."""
+        if self.resume_from is not None:
+            chosen = Path(self.resume_from)
+            if checkpoint_iteration(chosen) is None and list_checkpoints(chosen):
+                return find_checkpoint(chosen, runner.logger.warning)  # a run's checkpoint folder
+            return verify_checkpoint(chosen)
         if not self.resume:
-            return
-        path = latest_checkpoint(self.out_dir)
-        if path is None:
-            return
-        self.load(runner, path)
+            return None
+        return find_checkpoint(self.out_dir, runner.logger.warning)
+
+    def before_train(self, runner) -> None:
+        path, failure = None, None
+        if is_main_process():
+            try:
+                path = self._choose(runner)
+            except CheckpointError as error:
+                failure = error
+        path, failure = _shared(path, failure)
+        if failure is not None:
+            raise failure
+        if path is not None:
+            self.load(runner, path)
 
     def load(self, runner, path: Path) -> None:
         """Restore model, EMA, optimiser, schedulers, iteration and RNG from ``path``."""
@@ -255,7 +334,7 @@ class ArcFlowCheckpointHook(Hook):
         missing = sorted(set(params) - set(saved))
         unexpected = sorted(set(saved) - set(params))
         if missing or unexpected:
-            raise RuntimeError(
+            raise CheckpointError(
                 f"checkpoint {path} does not match this model's trainable tensors: missing "
                 f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
                 f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}. Resume with the config "
@@ -264,9 +343,10 @@ class ArcFlowCheckpointHook(Hook):
         with torch.no_grad():
             for name, param in params.items():
                 if param.shape != saved[name].shape:
-                    raise RuntimeError(
+                    raise CheckpointError(
                         f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, the "
-                        f"model has {tuple(param.shape)}"
+                        f"model has {tuple(param.shape)}. Resume with the config that wrote it, "
+                        "or start afresh with --no-resume / another work dir."
                     )
                 param.copy_(shard_like(saved[name], param))
         ema_hook = self._ema_hook(runner)
@@ -278,7 +358,8 @@ class ArcFlowCheckpointHook(Hook):
             scheduler.load_state_dict(sched_state)
         # Before the RNG is restored: a new data iterator draws its base seed from torch's RNG.
         _resume_data_stream(runner, state["iteration"])
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or []
+        _set_rng_state(ranks[get_rank()] if len(ranks) == get_world_size() else state["rng"])
         runner.train_loop._iter = state["iteration"]
         runner.message_hub.update_info("iter", state["iteration"])
         runner.logger.info(f"resumed from {path} at iteration {state['iteration']}")

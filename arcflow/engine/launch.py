@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import inspect
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+
+from arcflow.errors import UserError, did_you_mean, writable_dir
 
 # Top-level keys mmengine's Runner reads, plus the project's own. Anything else is a typo that
 # mmengine would silently ignore; names starting with "_" are config-local helpers.
@@ -23,22 +26,66 @@ PROJECT_KEYS = {"run_name", "checkpoint_dir", "wandb"}
 ENV_CFG_KEYS = {"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit", "cudnn_attention"}
 
 
+class ConfigError(UserError):
+    """A config file that does not exist, or a key that nothing reads."""
+
+
+def _check_known(keys: list[str], known: set[str], where: str, hint: str = "") -> None:
+    unknown = sorted(k for k in keys if k not in known)
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"unknown config key {where}{key}{did_you_mean(key, known)}: nothing reads it. Known "
+            f"keys: {', '.join(sorted(known))}{hint}."
+        )
+
+
+def _check_arguments(cfg: Mapping, target: Callable, where: str) -> None:
+    """Fail on a key of ``cfg`` that ``target`` takes no argument for (``type`` aside)."""
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    _check_known([k for k in cfg if k != "type"], set(params) - {"self"}, where)
+
+
+def check_model_keys(model: Mapping) -> None:
+    """Fail on a ``model`` (or ``model.student``) key that the model's class does not take."""
+    from arcflow.models.student import ArcFlowStudent
+    from arcflow.registry import MODELS
+
+    cls = MODELS.get(model.get("type", ""))
+    if cls is None:
+        return  # mmengine's build names an unknown type itself
+    _check_arguments(model, cls, "model.")
+    student = model.get("student")
+    if "student" in inspect.signature(cls).parameters and isinstance(student, Mapping):
+        _check_arguments(student, ArcFlowStudent, "model.student.")
+
+
 def check_config_keys(cfg: Config) -> None:
-    """Fail on a top-level or ``env_cfg`` key that neither the Runner nor the project reads."""
-    unknown = sorted(
-        k for k in cfg if not k.startswith("_") and k not in RUNNER_KEYS | PROJECT_KEYS
+    """Fail on a top-level, ``env_cfg`` or model key that neither the Runner nor the project
+    reads, naming the nearest known key."""
+    _check_known(
+        [k for k in cfg if not k.startswith("_")],
+        RUNNER_KEYS | PROJECT_KEYS,
+        "",
+        "; prefix config-local helpers with '_'",
     )
-    if unknown:
-        raise KeyError(
-            f"unknown top-level config key(s) {unknown}: nothing reads them (a typo?). Known keys: "
-            f"{sorted(RUNNER_KEYS | PROJECT_KEYS)}; prefix config-local helpers with '_'."
+    _check_known(list(cfg.get("env_cfg") or {}), ENV_CFG_KEYS, "env_cfg.")
+    if isinstance(cfg.get("model"), Mapping):
+        check_model_keys(cfg.model)
+
+
+def load_config(config: str | Path) -> Config:
+    """``Config.fromfile``, with a missing file reported as a ConfigError naming the closest."""
+    path = Path(config)
+    if not path.is_file():
+        siblings = [p.name for p in path.parent.glob("*.py")] if path.parent.is_dir() else []
+        raise ConfigError(
+            f"config {config} does not exist{did_you_mean(path.name, siblings)}: give the path of "
+            "an mmengine Python config, such as configs/tiny/arcflow_tiny_flux.py"
         )
-    unknown = sorted(set(cfg.get("env_cfg") or {}) - ENV_CFG_KEYS)
-    if unknown:
-        raise KeyError(
-            f"unknown env_cfg key(s) {unknown}: nothing reads them (a typo?). Known keys: "
-            f"{sorted(ENV_CFG_KEYS)}."
-        )
+    return Config.fromfile(str(path))
 
 
 def init_cpu_process_group() -> None:
@@ -54,13 +101,16 @@ def prepare_config(
     launcher: str = "none",
     resume: bool = True,
     seed: int | None = None,
+    resume_from: str | None = None,
+    preempt_signal: str | None = None,
 ) -> Config:
     """Load ``config`` and fill in the run's name, folders, launcher, resume flag and seed.
 
     The run is named after the config file (``run_name`` overrides): logs go to
     ``work_dirs/<run>/`` and checkpoints to ``checkpoints/<run>/`` unless the config says.
+    ``resume_from`` and ``preempt_signal`` (None: the config's) go to the checkpoint hook.
     """
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     check_config_keys(cfg)
@@ -75,6 +125,10 @@ def prepare_config(
         if hook.get("type") == "ArcFlowCheckpointHook":
             hook.setdefault("out_dir", checkpoint_dir)
             hook["resume"] = resume
+            if resume_from is not None:
+                hook["resume_from"] = resume_from
+            if preempt_signal is not None:
+                hook["preempt_signal"] = preempt_signal
     # mmengine's own checkpointing would save the frozen base; ours saves trainable tensors.
     cfg.setdefault("default_hooks", {})
     cfg.default_hooks["checkpoint"] = None
@@ -91,5 +145,5 @@ def prepare_config(
         cfg.randomness["seed"] = seed
         if "seed" in cfg.model:
             cfg.model["seed"] = seed
-    os.makedirs(cfg.work_dir, exist_ok=True)
+    writable_dir(cfg.work_dir, "--work-dir").mkdir(parents=True, exist_ok=True)
     return cfg

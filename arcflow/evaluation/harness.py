@@ -124,7 +124,7 @@ def stack_from_pipeline(
     the empty negative prompt). ``students``: further students by kind (``"linear"``, ablation
     names) beside the pipeline's own, ``"arcflow"``."""
     student = pipe.student
-    _, _, latent_h, latent_w = pipe._latent_size(height, width)
+    _, _, latent_h, latent_w = pipe.latent_size(height, width)
     true_cfg = pipe.arch == "qwen_image" and student.guidance_scale not in (None, 1.0)
 
     def encode(prompts: list[str]) -> Cond:

@@ -159,7 +159,7 @@ class ArcFlowPipelineMixin:
         return self.arcflow_student
 
     # ------------------------------------------------------------------ shared call
-    def _latent_size(self, height: int | None, width: int | None) -> tuple[int, int, int, int]:
+    def latent_size(self, height: int | None, width: int | None) -> tuple[int, int, int, int]:
         """Image and unpacked-latent sizes; both sides must be multiples of vae_scale_factor * 2
         (one latent pixel per vae_scale_factor, 2x2 latent pixels per token)."""
         multiple = self.vae_scale_factor * 2
@@ -222,7 +222,7 @@ class ArcFlowPipelineMixin:
         """Noise -> student (or teacher) latents -> images. Returns what ``output_type`` asks:
         ``"latent"`` gives the unpacked latents ``(B, C, H/f, W/f)`` float32."""
         student = self.student
-        height, width, latent_h, latent_w = self._latent_size(height, width)
+        height, width, latent_h, latent_w = self.latent_size(height, width)
         device = self._execution_device
         if latents is None:
             noise = make_noise(

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from arcflow.errors import UserError, run_cli, writable_dir
+
 # torch, diffusers and the pipelines load after argument parsing: --help and usage errors are
 # instant instead of taking the ~10 s those imports cost.
 if TYPE_CHECKING:
@@ -75,7 +77,7 @@ QWEN_IMAGE = CliSpec(
 )
 
 
-class LoadError(Exception):
+class LoadError(UserError):
     """Something named on the command line could not be loaded (reported without traceback)."""
 
 
@@ -131,6 +133,14 @@ def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
                 "diffusers LoRA folder or .safetensors file trained for this --model, then "
                 "optionally ':WEIGHT'."
             ) from error
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a writable folder or a ``.png`` file name in one."""
+    is_png = out.suffix.lower() == ".png"
+    if out.is_file() and not is_png:
+        raise UserError(f"--out {out} is an existing file: name a folder or a .png file")
+    writable_dir(out.parent if is_png else out, "--out")
 
 
 def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
@@ -516,6 +526,7 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.merge_lora and args.teacher_steps:
         parser.error("--merge-lora removes the teacher that --teacher-steps samples: drop one")
+    check_out(args.out)
 
 
 def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0) -> LoadedPipeline:
@@ -545,6 +556,10 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         max_sequence_length=args.max_sequence_length
         or (spec.tiny_max_sequence_length if tiny else 512),
     )
+    try:
+        pipe.latent_size(call["height"], call["width"])
+    except ValueError as error:
+        raise UserError(f"--height / --width do not fit {spec.name}: {error}") from None
     guidance_scale = resolve_guidance(spec, args)
     if guidance_scale is not None:
         call["guidance_scale"] = guidance_scale
@@ -588,4 +603,4 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
 
 
 def main(spec: CliSpec) -> None:
-    sys.exit(run(spec))
+    sys.exit(run_cli(lambda argv: run(spec, argv)))

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from arcflow.errors import UserError, run_cli, writable_dir
+
 # torch, mmengine and diffusers load on use: --help and usage errors stay instant.
 if TYPE_CHECKING:
     import torch
@@ -25,17 +27,18 @@ RAW_FILE = "trainable.safetensors"
 
 
 def resolve_checkpoint(ckpt: str | Path | None, checkpoint_dir: str | Path) -> Path:
-    """An ``iter_XXXXXX`` folder: ``ckpt`` itself, the latest of ``ckpt`` when it is a run folder,
-    or the latest of the config's ``checkpoint_dir`` when ``ckpt`` is None."""
-    from arcflow.engine.checkpoint import latest_checkpoint
+    """A complete ``iter_XXXXXX`` folder (its files match its manifest): ``ckpt`` itself, the
+    newest complete one of ``ckpt`` when it is a run folder, or of the config's
+    ``checkpoint_dir`` when ``ckpt`` is None. Broken newer ones are named on stderr and skipped."""
+    from arcflow.engine.checkpoint_files import find_checkpoint, verify_checkpoint
 
     root = Path(checkpoint_dir if ckpt is None else ckpt)
     if (root / RAW_FILE).is_file() or (root / EMA_FILE).is_file():
-        return root
-    latest = latest_checkpoint(root)
+        return verify_checkpoint(root)
+    latest = find_checkpoint(root, lambda line: print(f"warning: {line}", file=sys.stderr))
     if latest is None:
         where = "the config's checkpoint_dir " if ckpt is None else ""
-        raise FileNotFoundError(
+        raise UserError(
             f"no checkpoint in {where}{root}: expected {RAW_FILE} there or iter_XXXXXX/ folders "
             "under it; pass --ckpt"
         )
@@ -74,7 +77,7 @@ def assign_trainable(student: ArcFlowStudent, tensors: dict[str, torch.Tensor]) 
     if mismatched:
         problems.append(f"shape mismatch: {_listing(mismatched)}")
     if problems:
-        raise ValueError(
+        raise UserError(
             "the checkpoint does not match the config's student (was it written by another "
             "config?): " + "; ".join(problems)
         )
@@ -110,38 +113,41 @@ def export_checkpoint(
     cfg = prepare_config(str(config))
     student_cfg = cfg.model.get("student") if "model" in cfg else None
     if not isinstance(student_cfg, dict):
-        raise ValueError(f"{config} has no model.student dict: not an ArcFlow distillation config")
+        raise UserError(f"{config} has no model.student dict: not an ArcFlow distillation config")
     folder = resolve_checkpoint(ckpt, cfg.checkpoint_dir)
     weights = folder / (EMA_FILE if use_ema else RAW_FILE)
     if not weights.is_file():
         hint = " (the run kept no EMA: use --non-ema)" if use_ema else ""
-        raise FileNotFoundError(f"{weights} does not exist{hint}")
+        raise UserError(f"{weights} does not exist{hint}")
     student = build_student_from_cfg(student_cfg, device="meta")
     assign_trainable(student, load_file(str(weights)))
-    return save_arcflow_adapter(student, out_dir)
+    return save_arcflow_adapter(student, writable_dir(out_dir, "--out-dir"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _export(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         description="Export an ArcFlow training checkpoint as a published-format adapter folder "
         "(config.json + diffusion_pytorch_model.safetensors, float16), loadable with "
-        "load_arcflow_adapter / --adapter."
+        "load_arcflow_adapter / --adapter. The checkpoint's files are checked against its "
+        "manifest first."
     )
     parser.add_argument("config", help="the run's mmengine config")
     parser.add_argument(
         "--ckpt",
-        help="iter_XXXXXX folder or a run's checkpoint folder (default: the latest checkpoint of "
-        "the config's run, checkpoints/<run>/)",
+        help="iter_XXXXXX folder or a run's checkpoint folder (default: the newest complete "
+        "checkpoint of the config's run, checkpoints/<run>/)",
     )
     parser.add_argument("--out-dir", required=True, help="adapter folder to write")
     parser.add_argument(
         "--non-ema", action="store_true", help="export the raw trainable weights, not the EMA"
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of usage errors")
     args = parser.parse_args(argv)
-    try:
-        out = export_checkpoint(args.config, args.out_dir, args.ckpt, not args.non_ema)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    out = export_checkpoint(args.config, args.out_dir, args.ckpt, not args.non_ema)
     print(f"wrote {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (2 with one line on stderr for a user mistake)."""
+    return run_cli(_export, argv)

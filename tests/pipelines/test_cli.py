@@ -237,3 +237,16 @@ def test_tiny_flux_guidance_is_the_one_its_students_learnt():
     for name in ("arcflow_tiny_flux", "linear_tiny_flux"):
         config = Config.fromfile(cli.REPO_ROOT / "configs" / "tiny" / f"{name}.py")
         assert config.model.student.guidance_scale == FLUX_GUIDANCE_SCALE, name
+
+
+def test_image_size_that_does_not_fit_is_one_line(tiny_stacks, tmp_path, capsys):
+    from arcflow.errors import run_cli
+
+    args = ["--model", str(tiny_stacks.model("flux"))]
+    args += ["--adapter", str(tiny_stacks.adapter("flux"))]
+    args += ["--prompt", "a red circle", "--height", "30", "--width", "32", "--out", str(tmp_path)]
+    assert run_cli(lambda argv: cli.run(cli.FLUX, argv), args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --height / --width do not fit FLUX.1-dev: height and width must")
+    assert "got 30x32" in err and "\n" not in err
+    assert not list(tmp_path.iterdir())

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
+from arcflow.engine.checkpoint_files import write_manifest
 from arcflow.engine.ema import trainable_parameters
 from arcflow.models import build_student_from_cfg
 from arcflow.models.distiller import ArcFlowDistiller
@@ -47,6 +48,7 @@ def run(tmp_path: Path) -> tuple[Path, Path, dict[str, dict[str, torch.Tensor]]]
         folder.mkdir(parents=True)
         for kind, tensors in states.items():
             save_file(tensors, str(folder / f"{kind}.safetensors"))
+        write_manifest(folder)
     (ckpt_dir / "latest").write_text("iter_000004")
     return config, ckpt_dir, states
 
@@ -103,3 +105,32 @@ def test_mismatched_checkpoint_is_a_clear_error(run, tmp_path, capsys):
     empty.mkdir()
     assert export_main([str(config), "--ckpt", str(empty), "--out-dir", str(tmp_path / "y")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_export_verifies_the_checkpoint(run, tmp_path, capsys):
+    """A truncated newest checkpoint is named and the previous complete one exported; a broken
+    --ckpt is one error line."""
+    config, ckpt_dir, states = run
+    newest = ckpt_dir / "iter_000004" / "ema.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])
+    assert export_main([str(config), "--out-dir", str(tmp_path / "ema")]) == 0
+    err = capsys.readouterr().err
+    assert "skipping checkpoint" in err and "iter_000004" in err and "ema.safetensors has" in err
+    exported = load_file(str(tmp_path / "ema" / "diffusion_pytorch_model.safetensors"))
+    assert len(exported) == len(states["ema"])
+
+    args = [str(config), "--ckpt", str(ckpt_dir / "iter_000004"), "--out-dir", str(tmp_path / "x")]
+    assert export_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: checkpoint") and "unusable" in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_dir_that_is_a_file_is_a_clear_error(run, tmp_path, capsys):
+    config, _, _ = run
+    existing = tmp_path / "adapter.txt"
+    existing.write_text("mine")
+    assert export_main([str(config), "--out-dir", str(existing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out-dir {existing} is an existing file, not a folder: name a folder"
+    assert existing.read_text() == "mine"
