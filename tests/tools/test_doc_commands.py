@@ -39,6 +39,7 @@ MADE_FIRST = {
     "work_dirs/arcflow_tiny_flux": "the tiny re-distillation (README)",
     "work_dirs/my-tiny-flux-arcflow": "the export of the tiny re-distillation (README)",
     "prompts.txt": "your prompt file",
+    "checkpoints/arcflow_flux/iter_001500": "a checkpoint of your run (docs/training.md)",
 }
 # Commands cheap enough to run as written in the test suite (about 90 s together).
 RUN_AS_WRITTEN = [
@@ -56,9 +57,12 @@ RUN_AS_WRITTEN = [
 
 def shell_commands(text: str) -> list[str]:
     """Commands of fenced ``bash`` blocks (continuations joined, comments dropped) and of inline
-    code spans that start with ``python`` or ``torchrun``."""
+    code spans that start with ``python`` or ``torchrun``. A block that starts with ``#!`` is a
+    script file (e.g. a SLURM job), not commands to type, and is left out."""
     commands = []
     for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, re.S):
+        if block.startswith("#!"):
+            continue
         for line in block.replace("\\\n", " ").splitlines():
             line = re.split(r"\s+#\s", line.strip())[0].strip()
             if line and not line.startswith("#"):
@@ -78,8 +82,9 @@ def script_and_args(command: str) -> tuple[str, list[str]] | None:
     if argv[0] in EXTERNAL or "..." in argv:
         return None
     assert argv[0] in ("python", "torchrun"), f"unknown program in a documented command: {command}"
-    if argv[0] == "torchrun":  # torchrun's own options precede the script
-        argv = ["python", *[a for a in argv[1:] if not a.startswith("--nproc")]]
+    if argv[0] == "torchrun":  # torchrun's own options (--name=value) precede the script
+        script = next(i for i, a in enumerate(argv) if i and not a.startswith("-"))
+        argv = ["python", *argv[script:]]
     return argv[1], argv[2:]
 
 
