@@ -356,14 +356,12 @@ def image_size_multiple(model: str) -> int:
     return 2 ** (len(config["block_out_channels"]) - 1) * 2
 
 
-def check_image_size(
-    parser: argparse.ArgumentParser, model: str, height: int | None, width: int | None
-) -> None:
-    """Fail before any model loads on a side the pipeline would refuse after loading."""
+def check_image_size(model: str, height: int | None, width: int | None) -> None:
+    """Fail before any model loads (UserError) on a side the pipeline would refuse after loading."""
     multiple = image_size_multiple(model)
     for flag, value in (("--height", height), ("--width", width)):
         if value is not None and (value <= 0 or value % multiple):
-            parser.error(
+            raise UserError(
                 f"{flag} must be a positive multiple of {multiple} for this model (its VAE's "
                 f"downsampling x 2x2 token packing), got {value}"
             )
@@ -590,7 +588,7 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
     rank, world_size, local_rank = init_distributed()
     try:
         model, _ = resolve_sources(spec, args)
-        check_image_size(parser, model, args.height, args.width)
+        check_image_size(model, args.height, args.width)
         loaded = load_from_args(spec, args, local_rank)
     except LoadError as error:
         print(f"error: {error}", file=sys.stderr)
