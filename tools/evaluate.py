@@ -1,4 +1,4 @@
-"""Evaluate samplers side by side from the same noise (issue 7; arcflow/evaluation/harness.py).
+"""Evaluate samplers side by side from the same noise (arcflow/evaluation/harness.py).
 
     python tools/evaluate.py --preset tiny --arch flux --prompts 100 --seeds 2 --out results/flux
 

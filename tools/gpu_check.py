@@ -1,4 +1,4 @@
-"""Full-size speed and memory of the ArcFlow students on one CUDA GPU (issue 9), in one script.
+"""Full-size speed and memory of the ArcFlow students on one CUDA GPU, in one script.
 
     python tools/gpu_check.py                         # H100/H200, to work_dirs/gpu_check.jsonl
     python tools/gpu_check.py --scale tiny --device cpu      # the same code, tiny, on the CPU

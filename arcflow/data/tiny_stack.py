@@ -49,7 +49,6 @@ from arcflow.data.scenes import VOCABULARY
 SHIFT = 3.2
 IMAGE_SIZE = 64
 LATENT_CHANNELS = 16
-LATENT_SIZE = 16
 # FluxPipeline pads T5 to max_sequence_length without an attention mask, so the teacher only knows
 # the padding length it was trained with: every FLUX caller passes this (captions are <= 24 words).
 FLUX_MAX_SEQUENCE_LENGTH = 32

@@ -1,4 +1,4 @@
-"""The evaluation harness (issue 7): every sampler from the same noise, measured side by side.
+"""The evaluation harness: every sampler from the same noise, measured side by side.
 
 For each (prompt ``p``, seed ``k``) image ``i = p * seeds + k`` starts from the noise of seed
 ``seed + i`` drawn on the CPU (:func:`~arcflow.pipelines.sampling.make_noise`), the convention of

@@ -49,7 +49,6 @@ PUBLISHED_MODULE_NAMES = {
     "proj_out.log_rates": "proj_out_loggamma",
     "norm_out.linear.student": "norm_out.linear",
 }
-_INTERNAL_MODULE_NAMES = {v: k for k, v in PUBLISHED_MODULE_NAMES.items()}
 # peft keeps an adapter name in its keys (training's, or the pipelines' "arcflow"); the published
 # files do not.
 _LORA_INTERNAL = re.compile(r"(?P<path>.+)\.(?P<ab>lora_[AB])\.(?P<adapter>[^.]+)\.weight")
@@ -65,17 +64,6 @@ def to_published_name(name: str) -> str:
     if module in PUBLISHED_MODULE_NAMES:
         return f"{PUBLISHED_MODULE_NAMES[module]}.{leaf}"
     raise KeyError(f"{name!r} has no name in the published ArcFlow format")
-
-
-def to_internal_name(key: str) -> str:
-    """Published key -> transformer-relative internal parameter name."""
-    module, _, leaf = key.rpartition(".")
-    if module in _INTERNAL_MODULE_NAMES and leaf in ("weight", "bias"):
-        return f"{_INTERNAL_MODULE_NAMES[module]}.{leaf}"
-    lora = _LORA_PUBLISHED.fullmatch(key)
-    if lora:
-        return f"{lora['path']}.{lora['ab']}.{LORA_ADAPTER_NAME}.weight"
-    raise KeyError(f"{key!r} is not a key of the published ArcFlow format")
 
 
 # ---------------------------------------------------------------------------------------- save
