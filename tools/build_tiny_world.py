@@ -155,7 +155,7 @@ def export_vae(arch: str, stack: Path) -> None:
 def export_decoder(arch: str, stack: Path) -> None:
     """The refined decoder (EMA) into the stack's VAE; encoder and latent scale unchanged."""
     from arcflow.data.tiny_stack import ASSEMBLERS, load_trained
-    from arcflow.models.flow_matching import load_vae
+    from arcflow.models.vae import load_vae
 
     run = CHECKPOINTS / f"vae_tiny_{STACK_NAMES[arch]}_decoder"
     ASSEMBLERS[arch](stack, vae=load_trained(load_vae(str(stack)), run, "vae", partial=True))

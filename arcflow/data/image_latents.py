@@ -97,8 +97,7 @@ class ImageLatentDataset(Dataset):
         return pairs
 
     def _build(self, pretrained: str, records: Path, resolution: int, batch_size: int) -> None:
-        from arcflow.models.flow_matching import load_vae
-        from arcflow.models.vae import LatentCodec
+        from arcflow.models.vae import LatentCodec, load_vae
 
         pairs = self._records(records)
         device = "cuda" if torch.cuda.is_available() else "cpu"

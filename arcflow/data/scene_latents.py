@@ -124,8 +124,7 @@ class SceneLatentDataset(Dataset):
             self.index = torch.repeat_interleave(self.index, factors)
 
     def _build(self, pretrained: str, size: int, seed: int, split: str, batch_size: int) -> None:
-        from arcflow.models.flow_matching import load_vae
-        from arcflow.models.vae import LatentCodec
+        from arcflow.models.vae import LatentCodec, load_vae
 
         # On the accelerator when there is one: the encoder is most of a build's time.
         device = "cuda" if torch.cuda.is_available() else "cpu"

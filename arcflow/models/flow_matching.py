@@ -1,7 +1,7 @@
 """Plain rectified-flow training of teachers, and VAE training, for the tiny world.
 
-Flow matching (method.md section 1): ``x_sigma = (1 - sigma) x0 + sigma eps`` and the network
-regresses the velocity ``u = eps - x0`` with an MSE. Two targets are offered:
+Flow matching (docs/method.md, Conventions): ``x_sigma = (1 - sigma) x0 + sigma eps`` and the
+network regresses the velocity ``u = eps - x0`` with an MSE. Two targets are offered:
 
 - data (stage A, and the Qwen teacher): ``u = eps - x0``, with text dropout (the caption replaced
   by the empty prompt) so that the model also learns the unconditional velocity that
@@ -24,7 +24,7 @@ from torch import nn
 from arcflow.data.scene_latents import latent_object_mask, object_mask
 from arcflow.models.arch import Cond, get_arch
 from arcflow.models.builder import build_base_from_cfg
-from arcflow.models.vae import LatentCodec
+from arcflow.models.vae import LatentCodec, load_vae
 from arcflow.registry import MODELS
 
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
@@ -49,18 +49,6 @@ def sample_sigmas(
     else:
         raise ValueError(f"timestep sampling must be one of {TIMESTEP_SAMPLING}, got {sampling!r}")
     return shift * sigma / (1 + (shift - 1) * sigma)
-
-
-def load_vae(
-    pretrained: str, subfolder: str | None = "vae"
-) -> AutoencoderKL | AutoencoderKLQwenImage:
-    """The VAE of a local diffusers folder (either family), frozen, in eval mode."""
-    from diffusers import AutoModel
-
-    vae = AutoModel.from_pretrained(
-        pretrained, subfolder=subfolder, local_files_only=True, torch_dtype=torch.float32
-    )
-    return vae.requires_grad_(False).eval()
 
 
 def _positive(cond: Cond) -> Cond:
@@ -370,7 +358,6 @@ def object_weights(images: torch.Tensor, extra: float) -> torch.Tensor:
 __all__ = [
     "FlowMatchingTrainer",
     "VAETrainer",
-    "load_vae",
     "object_weights",
     "sample_sigmas",
 ]

@@ -61,3 +61,15 @@ class LatentCodec(nn.Module):
         if self.video:
             return 2 ** len(self.vae.temperal_downsample)
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+def load_vae(
+    pretrained: str, subfolder: str | None = "vae"
+) -> AutoencoderKL | AutoencoderKLQwenImage:
+    """The VAE of a local diffusers folder (either family), frozen, in eval mode."""
+    from diffusers import AutoModel
+
+    vae = AutoModel.from_pretrained(
+        pretrained, subfolder=subfolder, local_files_only=True, torch_dtype=torch.float32
+    )
+    return vae.requires_grad_(False).eval()

@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from arcflow.data.image_latents import ImageLatentDataset, square_image
-from arcflow.models.flow_matching import load_vae
-from arcflow.models.vae import LatentCodec
+from arcflow.models.vae import LatentCodec, load_vae
 
 STACK = str(Path(__file__).resolve().parents[2] / "checkpoints" / "tiny-flux")
 

@@ -17,8 +17,7 @@ from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.features import ClipScorer, EvaluatorFeatures, InceptionFeatures, to_uint8
 from arcflow.evaluation.metrics import PSNR_CAP_DB, psnr, wilson_interval
 from arcflow.evaluation.report import write_report
-from arcflow.models.flow_matching import load_vae
-from arcflow.models.vae import LatentCodec
+from arcflow.models.vae import LatentCodec, load_vae
 from arcflow.pipelines import cli
 
 ROOT = Path(__file__).resolve().parents[2]
