@@ -1,4 +1,4 @@
-"""EMA of the trainable tensors (method.md section 6)."""
+"""EMA of the trainable tensors (docs/method.md, Optimisation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Optimiser construction and stepping for distillation (method.md section 6)."""
+"""Optimiser construction and stepping for distillation (docs/method.md, Optimisation)."""
 
 from __future__ import annotations
 

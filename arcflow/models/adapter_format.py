@@ -1,4 +1,4 @@
-"""The published ArcFlow adapter format (method.md section 7), both ways.
+"""The published ArcFlow adapter format (docs/method.md, Adapter format), both ways.
 
 A folder (or a Hub repository subfolder, e.g. ``ymyy307/ArcFlow``) with
 

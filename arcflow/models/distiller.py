@@ -1,4 +1,7 @@
-"""The ArcFlow distiller: trajectory imitation of a frozen teacher (method.md section 5)."""
+"""The ArcFlow distiller: trajectory imitation of a frozen teacher.
+
+The method: docs/method.md, Distillation.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ class ArcFlowDistiller(BaseModel):
         student: an ``ArcFlowStudent`` or its config dict (``build_student_from_cfg``).
         prompt_encoder: a ``PromptEncoder`` (or its keyword arguments) that embeds a batch's
             ``prompt`` strings; ``None`` when batches carry cached embeddings.
-        nfe, timestep_ratio: the step layout trained for (method.md section 3).
+        nfe, timestep_ratio: the step layout trained for (docs/method.md, Step layout).
         teacher_ratio_decay: ``N_decay``, iterations over which ``rho_T`` falls from 1 to 0.
         imitation: keyword arguments of :class:`ImitationConfig`.
         latent_size: ``(H, W)`` of the unpacked latents when a batch does not say.

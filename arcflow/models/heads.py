@@ -32,12 +32,12 @@ class ArcFlowHead(nn.Module):
 
     i.e. the packing order ``(c, i, j)`` of the diffusers pipelines, one block per component.
 
-    Initialisation (method.md section 4): means weight = the teacher weight repeated K times; means
-    bias = teacher bias repeated K times + N(0, std^2) noise per (component, channel), shared by the
-    p*p sub-pixels; logits weight and bias 0 (uniform mixture); log-rate weight 0, bias
-    ``ln(gamma)`` evenly spaced over ``log_gamma_range`` (K - 1 values; released: gamma log-spaced
-    over [0.2, 4.0]), repeated per sub-pixel. With zero noise the student's velocity at sigma_src
-    equals the teacher's.
+    Initialisation (docs/method.md, The student: Output heads): means weight = the teacher weight
+    repeated K times; means bias = teacher bias repeated K times + N(0, std^2) noise per
+    (component, channel), shared by the p*p sub-pixels; logits weight and bias 0 (uniform
+    mixture); log-rate weight 0, bias ``ln(gamma)`` evenly spaced over ``log_gamma_range`` (K - 1
+    values; released: gamma log-spaced over [0.2, 4.0]), repeated per sub-pixel. With zero noise
+    the student's velocity at sigma_src equals the teacher's.
 
     Args:
         teacher_proj: the transformer's original ``proj_out`` (``inner -> C*p*p``); kept, frozen.

@@ -1,4 +1,4 @@
-"""Trajectory imitation on one student segment (method.md section 5).
+"""Trajectory imitation on one student segment (docs/method.md, Distillation).
 
 Raw times ``tau`` index the segment; noise levels are ``sigma = warp(tau)``. For a segment starting
 at ``tau_src`` of raw length ``S`` the student's policy ``P`` (evaluated at ``sigma(tau_src)``) is

@@ -1,4 +1,5 @@
-"""LoRA targets of the released ArcFlow students (method.md section 4.3) and the peft config.
+"""LoRA targets of the released ArcFlow students and the peft config (docs/method.md, The student:
+LoRA).
 
 Targets are resolved to explicit module paths of the given transformer (full-path regexes, then
 the list of matches), never to bare suffixes: ``proj_out`` as a suffix would also hit the top-level

@@ -4,7 +4,7 @@ The base transformer keeps its weights and its ``forward``. Three things are add
 
 - ``proj_out`` becomes an :class:`~arcflow.models.heads.ArcFlowHead` (teacher projection kept
   inside), ``norm_out.linear`` a :class:`~arcflow.models.heads.ForkedLinear`;
-- peft LoRA adapters on the released targets (method.md section 4.3).
+- peft LoRA adapters on the released targets (docs/method.md, The student: LoRA).
 
 Student = adapters on, student heads, trained copy of the final modulation. Teacher = adapters
 disabled, the original ``proj_out`` and ``norm_out.linear``: exactly the base model. Trainable:

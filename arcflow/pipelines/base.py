@@ -31,7 +31,7 @@ from arcflow.pipelines.sampling import (
     teacher_sigmas,
 )
 
-# The static shift both released students were distilled with (method.md section 1).
+# The static shift both released students were distilled with (docs/method.md, Conventions).
 ARCFLOW_SHIFT = 3.2
 
 Generators = torch.Generator | list[torch.Generator] | None

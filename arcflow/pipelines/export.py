@@ -1,4 +1,4 @@
-"""Training checkpoint -> the published ArcFlow adapter format (method.md section 7).
+"""Training checkpoint -> the published ArcFlow adapter format (docs/method.md, Adapter format).
 
 The student is built from the run's config on the META device (no base weights are read: the
 format holds only the trainable tensors), the checkpoint's tensors are assigned in place of the

@@ -1,4 +1,5 @@
-# Distil FLUX.1-dev into a 2-NFE ArcFlow student with the released recipe (method.md sections 5-6).
+# Distil FLUX.1-dev into a 2-NFE ArcFlow student with the released recipe (docs/method.md,
+# Distillation and Optimisation).
 #   python tools/train.py configs/flux/arcflow_flux.py
 #   torchrun --nproc_per_node=8 tools/train.py configs/flux/arcflow_flux.py --launcher pytorch
 # Prompts: one per line in data/prompts/train.txt (or point train_dataloader.dataset.prompts

@@ -1,4 +1,5 @@
-# Distil Qwen-Image into a 2-NFE ArcFlow student with the released recipe (method.md sections 5-6).
+# Distil Qwen-Image into a 2-NFE ArcFlow student with the released recipe (docs/method.md,
+# Distillation and Optimisation).
 # The teacher runs true CFG 4.0 with the empty negative prompt; the student runs without CFG.
 #   python tools/train.py configs/qwen/arcflow_qwen.py
 #   torchrun --nproc_per_node=8 tools/train.py configs/qwen/arcflow_qwen.py --launcher pytorch

@@ -1,5 +1,5 @@
-"""Tiny real FLUX / Qwen-Image transformers (see stack-notes.md), their conditioning and students,
-offered to the tests of this folder as the ``tiny`` fixture."""
+"""Tiny real FLUX / Qwen-Image transformers (the diffusers classes at toy sizes, random weights),
+their conditioning and students, offered to the tests of this folder as the ``tiny`` fixture."""
 
 from __future__ import annotations
 

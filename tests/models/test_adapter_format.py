@@ -15,7 +15,7 @@ from arcflow.models import load_arcflow_adapter, save_arcflow_adapter
 ARCHS = ("flux", "qwen_image")
 SIGMA = torch.tensor([0.8, 0.3])
 
-# The documented keys (method.md section 7) for the tiny bases of conftest.py.
+# The documented keys (docs/method.md, Adapter format) for the tiny bases of conftest.py.
 HEAD_KEYS = [
     f"{module}.{leaf}"
     for module in ("proj_out_means", "proj_out_logweights", "proj_out_loggamma", "norm_out.linear")

@@ -23,7 +23,8 @@ def count_params_main():
 @pytest.mark.parametrize(
     "config, trainable, base, percent",
     [
-        # method.md section 4: about 0.65 B of 11.9 B (5.5%) and 0.96 B of 20.4 B (4.7%).
+        # docs/method.md, The student (Trainable tensors): about 0.65 B of 11.9 B (5.5%) and
+        # 0.96 B of 20.4 B (4.7%).
         ("flux_student.py", 0.65, 11.90, "5.5 %"),
         ("qwen_student.py", 0.96, 20.43, "4.7 %"),
     ],

@@ -1,7 +1,7 @@
-"""Tiny real FLUX and Qwen-Image diffusers pipelines with random weights (stack-notes.md), built in
-process, saved to a folder and used from there like a downloaded model; plus ArcFlow adapters for
-them, and style LoRAs of the base models. Offered as the session-scoped ``tiny_stacks`` fixture
-(building takes ~1 s per family)."""
+"""Tiny real FLUX and Qwen-Image diffusers pipelines (the diffusers classes at toy sizes, with
+random weights), built in process, saved to a folder and used from there like a downloaded model;
+plus ArcFlow adapters for them, and style LoRAs of the base models. Offered as the session-scoped
+``tiny_stacks`` fixture (building takes ~1 s per family)."""
 
 from __future__ import annotations
 

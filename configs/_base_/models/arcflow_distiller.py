@@ -1,5 +1,6 @@
-# The released distiller settings (method.md section 5): data-free rollout over 2 student steps
-# at 1024 x 1024, 4 intermediate states, window 3 of 128 substeps, policy dropout 0.1, loss x15.
+# The released distiller settings (docs/method.md, Distillation): data-free rollout over 2 student
+# steps at 1024 x 1024, 4 intermediate states, window 3 of 128 substeps, policy dropout 0.1,
+# loss x15.
 model = dict(
     type="ArcFlowDistiller",
     nfe=2,

@@ -1,5 +1,5 @@
-# The released FLUX.1-dev ArcFlow student (method.md section 4): K = 16, LoRA rank/alpha 256 on the
-# MLPs and the timestep embedder, teacher and student at embedded guidance 3.5.
+# The released FLUX.1-dev ArcFlow student (docs/method.md, The student): K = 16, LoRA rank/alpha 256
+# on the MLPs and the timestep embedder, teacher and student at embedded guidance 3.5.
 _base_ = ["./arcflow_distiller.py"]
 
 model = dict(

@@ -1,6 +1,6 @@
-# The released Qwen-Image ArcFlow student (method.md section 4): K = 16, LoRA rank/alpha 256 on the
-# MLPs (text MLP of the last block excluded) and the timestep embedder; the teacher uses true CFG
-# 4.0 with the empty negative prompt, the student runs without CFG.
+# The released Qwen-Image ArcFlow student (docs/method.md, The student): K = 16, LoRA rank/alpha 256
+# on the MLPs (text MLP of the last block excluded) and the timestep embedder; the teacher uses true
+# CFG 4.0 with the empty negative prompt, the student runs without CFG.
 _base_ = ["./arcflow_distiller.py"]
 
 model = dict(

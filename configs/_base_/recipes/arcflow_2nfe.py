@@ -1,6 +1,7 @@
-# The released distillation recipe shared by FLUX.1-dev and Qwen-Image (method.md sections 5-6):
-# prompts from data/prompts/train.txt, EMA, checkpoints, validation grids. The distiller's settings
-# are in ../models/arcflow_distiller.py (included by the student pieces).
+# The released distillation recipe shared by FLUX.1-dev and Qwen-Image (docs/method.md,
+# Distillation and Optimisation): prompts from data/prompts/train.txt, EMA, checkpoints, validation
+# grids. The distiller's settings are in ../models/arcflow_distiller.py (included by the student
+# pieces).
 _base_ = ["../runtime/default.py", "../schedules/distill.py"]
 
 train_dataloader = dict(

@@ -1,7 +1,7 @@
-# Optimisation of the released runs (method.md section 6): AdamW lr 1e-4, betas (0.9, 0.95), no
-# weight decay, x0.1 on the log-rate head, 8-bit AdamW on CUDA when bitsandbytes is installed;
-# warm-up over 100 iterations from 0.001 x lr, then constant; global grad-norm clip 50 from
-# iteration 100, non-finite norms skip the step.
+# Optimisation of the released runs (docs/method.md, Optimisation): AdamW lr 1e-4, betas
+# (0.9, 0.95), no weight decay, x0.1 on the log-rate head, 8-bit AdamW on CUDA when bitsandbytes is
+# installed; warm-up over 100 iterations from 0.001 x lr, then constant; global grad-norm clip 50
+# from iteration 100, non-finite norms skip the step.
 optim_wrapper = dict(
     type="ArcFlowOptimWrapper",
     constructor="ArcFlowOptimWrapperConstructor",
