@@ -13,6 +13,7 @@ line and exit code 2; --debug (or ARCFLOW_DEBUG=1) shows the traceback. Guide: d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch.distributed as dist
@@ -94,4 +95,13 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    code = run_cli(main)
+    if "LOCAL_RANK" in os.environ:
+        # A torchrun worker whose run has ended: logs, checkpoints and the process group are
+        # closed. Skip the interpreter's teardown, where gloo's threads can still abort a finished
+        # run (SIGABRT, "terminate called without an active exception"; pytorch/pytorch#179291),
+        # which torchrun would report as a failed job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
