@@ -538,6 +538,7 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     model, adapter = resolve_sources(spec, args)
+    check_image_size(model, args.height, args.width)
     pipe = load_pipeline(spec, model, adapter, resolve_dtype(dtype), device, args.offload)
     load_loras(pipe, args.lora)
     pipe.set_progress_bar_config(disable=True)
@@ -587,8 +588,6 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
 
     rank, world_size, local_rank = init_distributed()
     try:
-        model, _ = resolve_sources(spec, args)
-        check_image_size(model, args.height, args.width)
         loaded = load_from_args(spec, args, local_rank)
     except LoadError as error:
         print(f"error: {error}", file=sys.stderr)
