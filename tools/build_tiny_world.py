@@ -3,34 +3,41 @@
     python tools/build_tiny_world.py                  # both stacks, FLUX first
     python tools/build_tiny_world.py --arch flux      # one stack
     python tools/build_tiny_world.py --resume         # skip stages whose output already exists
+    python tools/build_tiny_world.py --dry-run        # print the plan and its commands only
+    python tools/build_tiny_world.py --arch flux --stage 07_guidance_distill   # one stage
 
-Per stack (every training stage is the same ``python tools/train.py CONFIG`` a user would run):
+The recipe of a stack is the folder ``configs/tiny/build/<flux|qwen>/``: stage configs named
+``NN_<what-it-does>.py``, numbered in run order from 01. Each declares, in ``_stage`` (read by
+this tool, not by ``tools/train.py``), its kind and the earlier stages it needs::
+
+    _stage = dict(kind="guidance", start="06_teacher_deepen", cfg_teacher="06_teacher_deepen")
+
+- ``vae``: the stack's VAE; its EMA and measured latent statistics -> ``<stack>/vae/``;
+- ``decoder`` (``start``: the vae stage): the decoder refined alone from the stack's VAE
+  (``model.pretrained``), exported back into ``<stack>/vae/``;
+- ``teacher``: conditional flow matching, from scratch or from the export of ``start``
+  (``model.transformer.from_pretrained``);
+- ``guidance``: guidance distillation from the export of ``start``, towards the guided velocity
+  of the frozen teacher exported by ``cfg_teacher`` (``model.cfg_teacher.transformer``).
+
+Every teacher or guidance stage is exported (float32) to
+``checkpoints/tiny-<stack>-stages/<stage>/`` for the stages after it, except the last, whose EMA
+is the shipped teacher (``<stack>/transformer/``, float16). The tool hands each stage its inputs
+as ``--cfg-options`` of ``tools/train.py`` and names its run ``tiny_<stack>_<stage>``
+(checkpoints under ``checkpoints/tiny_<stack>_<stage>/``), so that stage configs name no other
+stage's files. To run one stage by hand, with the exports it needs already on disk, use
+``--stage`` (it trains and exports that stage), or run its ``tools/train.py`` line from
+``--dry-run``.
+
+Per stack:
 
 1. evaluator: ``tools/train_evaluator.py`` (once, if checkpoints/tiny-evaluator/ is missing);
 2. text side: tokenizers, frozen tiny text encoders and scheduler -> checkpoints/tiny-<arch>/;
-3. VAE: ``configs/tiny/vae_tiny_<arch>.py``; its EMA + measured latent scale -> <stack>/vae/;
-   then ``vae_tiny_<arch>_decoder.py`` refines the decoder alone (the latents stay fixed);
-4. teacher (``TEACHER_STAGES``): FLUX ``teacher_tiny_flux.py`` (stage A, conditional + text
-   dropout, high noise), ``teacher_tiny_flux_detail.py`` (A2, the same at mid/low noise),
-   ``teacher_tiny_flux_refine.py`` (A3, A2 continued after a learning-rate restart),
-   ``teacher_tiny_flux_deep.py`` (A4, A3 grown to twice the single-stream blocks),
-   ``teacher_tiny_flux_guidance.py`` (B, guidance distillation of A4),
-   ``teacher_tiny_flux_stars.py`` (A5, A4 trained on with star scenes drawn more often),
-   ``teacher_tiny_flux_sizes.py`` (A6, A5 with every caption stating sizes),
-   ``teacher_tiny_flux_guidance_a6.py`` (B2, B trained on towards A6),
-   ``teacher_tiny_flux_recondition.py`` (A7, conditional again from B2 at guidance 1),
-   ``teacher_tiny_flux_guidance_a7.py`` (B3, guidance distillation of A7),
-   ``teacher_tiny_flux_fresh.py`` (A8, A7 trained on on fresh scenes),
-   ``teacher_tiny_flux_guidance_a8.py`` (B4, B3 trained on towards A8 on those scenes),
-   ``teacher_tiny_flux_triangles.py`` (A9, A8 on new scenes with large triangles drawn more
-   often) then ``teacher_tiny_flux_guidance_a9.py`` (B5, B4 trained on towards A9); Qwen
-   ``teacher_tiny_qwen.py`` (A), ``teacher_tiny_qwen_detail.py`` (A2),
-   ``teacher_tiny_qwen_refine.py`` (A3) then ``teacher_tiny_qwen_shapes.py`` (A4, A3 trained on
-   with every caption stating sizes); the last stage's EMA -> <stack>/transformer/;
-5. distillation: ``arcflow_tiny_<arch>.py`` (K = 16) -> checkpoints/tiny-<arch>-arcflow/ in the
-   published adapter format, and the K = 1 baseline ``linear_tiny_<arch>.py`` ->
-   checkpoints/tiny-<arch>-linear/ (measured, not shipped);
-6. evaluation: ``tools/evaluate.py`` (N one-object and N two-object held-out prompts, the VAE's
+3. the recipe's stages, each trained then exported;
+4. distillation: ``configs/tiny/arcflow_tiny_<arch>.py`` (K = 16) ->
+   checkpoints/tiny-<arch>-arcflow/ in the published adapter format, and the K = 1 baseline
+   ``linear_tiny_<arch>.py`` -> checkpoints/tiny-<arch>-linear/ (measured, not shipped);
+5. evaluation: ``tools/evaluate.py`` (N one-object and N two-object held-out prompts, the VAE's
    reconstructions as reference) -> work_dirs/tiny_world_<arch>/results.{json,md}, grid.png;
    then the bar measurement, the teacher and both 2-NFE students on ``--bar-prompts`` (1000)
    one-object prompts -> work_dirs/tiny_world_<arch>_bar/.
@@ -43,51 +50,163 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from arcflow.errors import run_cli
+from arcflow.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path("checkpoints")
 EVALUATOR = CHECKPOINTS / "tiny-evaluator"
+RECIPES = Path("configs/tiny/build")
 STACK_NAMES = {"flux": "flux", "qwen_image": "qwen"}
-# (stage, config) in training order; each stage starts from an earlier one's export (its config
-# names which).
-TEACHER_STAGES = {
-    "flux": (
-        ("A", "teacher_tiny_flux"),
-        ("A2", "teacher_tiny_flux_detail"),
-        ("A3", "teacher_tiny_flux_refine"),
-        ("A4", "teacher_tiny_flux_deep"),
-        ("B", "teacher_tiny_flux_guidance"),
-        ("A5", "teacher_tiny_flux_stars"),
-        ("A6", "teacher_tiny_flux_sizes"),
-        ("B2", "teacher_tiny_flux_guidance_a6"),
-        ("A7", "teacher_tiny_flux_recondition"),
-        ("B3", "teacher_tiny_flux_guidance_a7"),
-        ("A8", "teacher_tiny_flux_fresh"),
-        ("B4", "teacher_tiny_flux_guidance_a8"),
-        ("A9", "teacher_tiny_flux_triangles"),
-        ("B5", "teacher_tiny_flux_guidance_a9"),
+
+
+class Kind(NamedTuple):
+    """What a kind of stage trains, the ``_stage`` keys it requires and may give besides
+    ``kind``, and the kinds of stage it may start from."""
+
+    trainer: str
+    required: frozenset[str]
+    allowed: frozenset[str]
+    starts_from: frozenset[str]
+
+
+_NONE: frozenset[str] = frozenset()
+STAGE_KINDS = {
+    "vae": Kind("VAETrainer", _NONE, _NONE, _NONE),
+    "decoder": Kind("VAETrainer", frozenset({"start"}), frozenset({"start"}), frozenset({"vae"})),
+    "teacher": Kind(
+        "FlowMatchingTrainer", _NONE, frozenset({"start"}), frozenset({"teacher", "guidance"})
     ),
-    "qwen_image": (
-        ("A", "teacher_tiny_qwen"),
-        ("A2", "teacher_tiny_qwen_detail"),
-        ("A3", "teacher_tiny_qwen_refine"),
-        ("A4", "teacher_tiny_qwen_shapes"),
+    "guidance": Kind(
+        "FlowMatchingTrainer",
+        frozenset({"start", "cfg_teacher"}),
+        frozenset({"start", "cfg_teacher"}),
+        frozenset({"teacher", "guidance"}),
     ),
 }
+_STAGE_FILE = re.compile(r"(\d\d)_[a-z0-9_]+\.py")
 
 
-def stage_export(arch: str, stage: str) -> Path:
-    """Where teacher stage ``stage`` (not the last) is exported for the next one to start from."""
-    return CHECKPOINTS / f"tiny-{STACK_NAMES[arch]}-stage-{stage.lower()}"
+class RecipeError(UserError):
+    """A recipe folder whose stages are misnumbered or misdeclared."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a stack's recipe: its config and what it starts from."""
+
+    arch: str
+    config: Path
+    kind: str
+    start: str | None = None
+    cfg_teacher: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.stem
+
+    @property
+    def run(self) -> str:
+        """The training run's name: checkpoints under ``checkpoints/<run>/``."""
+        return f"tiny_{STACK_NAMES[self.arch]}_{self.name}"
+
+
+def stack_dir(arch: str) -> Path:
+    return CHECKPOINTS / f"tiny-{STACK_NAMES[arch]}"
+
+
+def read_stage(arch: str, config: Path, earlier: Mapping[str, Stage]) -> Stage:
+    """The stage that ``config`` declares (``_stage``), checked against the stages before it."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config))
+    declared = cfg.get("_stage")
+    if not isinstance(declared, Mapping) or declared.get("kind") not in STAGE_KINDS:
+        raise RecipeError(
+            f"{config} must declare _stage = dict(kind=...) with kind one of "
+            f"{', '.join(STAGE_KINDS)}"
+        )
+    declared = dict(declared)
+    kind = declared.pop("kind")
+    spec = STAGE_KINDS[kind]
+    if set(declared) - spec.allowed or spec.required - set(declared):
+        raise RecipeError(
+            f"{config}: a {kind} stage's _stage takes {sorted(spec.required)} (required) of "
+            f"{sorted(spec.allowed)}, got {sorted(declared)}"
+        )
+    for key, name in declared.items():
+        if name not in earlier:
+            raise RecipeError(
+                f"{config}: _stage {key}={name!r} is not an earlier stage of the recipe "
+                f"({', '.join(earlier) or 'none'})"
+            )
+    start = declared.get("start")
+    if start is not None and earlier[start].kind not in spec.starts_from:
+        raise RecipeError(
+            f"{config}: a {kind} stage starts from a stage of kind "
+            f"{' or '.join(sorted(spec.starts_from))}, not {earlier[start].kind} {start}"
+        )
+    teacher = declared.get("cfg_teacher")
+    if teacher is not None and earlier[teacher].kind != "teacher":
+        raise RecipeError(f"{config}: cfg_teacher {teacher} must be a conditional teacher stage")
+    if (cfg.model.get("type"), cfg.model.get("arch")) != (spec.trainer, arch):
+        raise RecipeError(
+            f"{config}: a {kind} stage of the {arch} recipe trains a {spec.trainer} of arch "
+            f"{arch!r}, got {cfg.model.get('type')} of arch {cfg.model.get('arch')!r}"
+        )
+    return Stage(arch, config, kind, start, teacher)
+
+
+def recipe(arch: str, folder: Path | None = None) -> list[Stage]:
+    """The stages of ``arch``'s recipe folder, in run order; numbering and lineage are checked."""
+    folder = folder or RECIPES / STACK_NAMES[arch]
+    configs = sorted(folder.glob("*.py"))
+    if not configs:
+        raise RecipeError(f"no stage config in {folder}")
+    stages: dict[str, Stage] = {}
+    for number, config in enumerate(configs, start=1):
+        match = _STAGE_FILE.fullmatch(config.name)
+        if match is None or int(match.group(1)) != number:
+            raise RecipeError(
+                f"{config}: stage configs are named NN_<what-it-does>.py and numbered 01, 02, ... "
+                f"without gaps; expected number {number:02d} here"
+            )
+        stages[config.stem] = read_stage(arch, config, stages)
+    return list(stages.values())
+
+
+def export_dir(stage: Stage, stages: list[Stage]) -> Path:
+    """Where ``stage`` is exported: the stack (VAE stages, the last stage) or a stage folder."""
+    if stage.kind in ("vae", "decoder") or stage is stages[-1]:
+        return stack_dir(stage.arch)
+    return CHECKPOINTS / f"tiny-{STACK_NAMES[stage.arch]}-stages" / stage.name
+
+
+def stage_inputs(stage: Stage, stages: list[Stage]) -> dict[str, str]:
+    """The ``--cfg-options`` that hand ``stage`` its run name and the exports it starts from."""
+    by_name = {s.name: s for s in stages}
+    options = {"run_name": stage.run}
+    if stage.kind == "decoder":
+        options["model.pretrained"] = str(export_dir(by_name[stage.start], stages))
+    for key, source in (
+        ("transformer", stage.start),
+        ("cfg_teacher.transformer", stage.cfg_teacher),
+    ):
+        if stage.kind in ("teacher", "guidance") and source is not None:
+            options[f"model.{key}.from_pretrained"] = str(export_dir(by_name[source], stages))
+            options[f"model.{key}.subfolder"] = "transformer"
+    return options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,23 +223,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1000,
         help="one-object prompts of the bar measurement (teacher and 2-NFE students)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print each step and command, run nothing"
+    )
+    parser.add_argument(
+        "--stage",
+        metavar="NAME",
+        help="train and export this recipe stage only (e.g. 07_guidance_distill; needs --arch)",
+    )
+    args = parser.parse_args(argv)
+    if args.stage is not None and args.arch == "all":
+        parser.error("--stage needs --arch flux or --arch qwen_image")
+    return args
 
 
 class Builder:
-    def __init__(self, threads: int, resume: bool, num_prompts: int, bar_prompts: int) -> None:
+    def __init__(
+        self, threads: int, resume: bool, num_prompts: int, bar_prompts: int, dry_run: bool = False
+    ) -> None:
         self.env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self.resume = resume
         self.num_prompts = num_prompts
         self.bar_prompts = bar_prompts
+        self.dry_run = dry_run
         self.timings: list[tuple[str, float]] = []
 
     def stage(self, name: str, done: Path | None, action: Callable[[], None]) -> None:
-        """Run ``action`` unless resuming and ``done`` exists; print and record its wall time."""
+        """Run ``action`` unless resuming and ``done`` exists; print and record its wall time.
+        A dry run prints the step (and any command) without running it."""
         if self.resume and done is not None and done.exists():
             print(f"[tiny world] {name}: already done ({done})", flush=True)
             return
         print(f"[tiny world] {name} ...", flush=True)
+        if self.dry_run:
+            action()
+            return
         start = time.perf_counter()
         action()
         seconds = time.perf_counter() - start
@@ -128,59 +265,76 @@ class Builder:
         print(f"[tiny world] {name}: {seconds:.0f} s", flush=True)
 
     def python(self, *argv: str) -> None:
-        command = [sys.executable, *argv]
-        print("  $ " + " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=True, cwd=ROOT, env=self.env)
+        print("  $ python " + shlex.join(argv), flush=True)
+        if not self.dry_run:
+            subprocess.run([sys.executable, *argv], check=True, cwd=ROOT, env=self.env)
 
-    def train(self, config: str) -> None:
-        """``tools/train.py``: from scratch, or (``--resume``) continuing the run's checkpoints,
-        which is a no-op for a finished run."""
-        resume = [] if self.resume else ["--no-resume"]
-        self.python("tools/train.py", f"configs/tiny/{config}.py", *resume)
+    def train(self, config: str | Path, options: Mapping[str, str] | None = None) -> None:
+        """``tools/train.py CONFIG``: from scratch, or (``--resume``) continuing the run's
+        checkpoints, which is a no-op for a finished run; ``options`` go to ``--cfg-options``."""
+        argv = ["tools/train.py", str(config), *([] if self.resume else ["--no-resume"])]
+        if options:
+            argv += ["--cfg-options", *(f"{key}={value}" for key, value in options.items())]
+        self.python(*argv)
+
+    def export(self, action: Callable[[], None]) -> None:
+        """An export step, which a dry run skips."""
+        if not self.dry_run:
+            action()
 
 
 # ------------------------------------------------------------------------------ exports
-def export_vae(arch: str, stack: Path) -> None:
+def export_vae(stage: Stage) -> None:
     import numpy as np
 
     from arcflow.data.scenes import render_batch, sample_scene
     from arcflow.data.tiny_stack import ASSEMBLERS, build_vae, load_trained, set_latent_statistics
 
-    vae = load_trained(build_vae(arch), CHECKPOINTS / f"vae_tiny_{STACK_NAMES[arch]}", "vae")
+    vae = load_trained(build_vae(stage.arch), CHECKPOINTS / stage.run, "vae")
     rng = np.random.default_rng(1234)
     images = render_batch([sample_scene(rng) for _ in range(256)])
-    ASSEMBLERS[arch](stack, vae=set_latent_statistics(vae, images))
+    ASSEMBLERS[stage.arch](stack_dir(stage.arch), vae=set_latent_statistics(vae, images))
 
 
-def export_decoder(arch: str, stack: Path) -> None:
+def export_decoder(stage: Stage) -> None:
     """The refined decoder (EMA) into the stack's VAE; encoder and latent scale unchanged."""
     from arcflow.data.tiny_stack import ASSEMBLERS, load_trained
     from arcflow.models.vae import load_vae
 
-    run = CHECKPOINTS / f"vae_tiny_{STACK_NAMES[arch]}_decoder"
-    ASSEMBLERS[arch](stack, vae=load_trained(load_vae(str(stack)), run, "vae", partial=True))
+    stack = stack_dir(stage.arch)
+    vae = load_trained(load_vae(str(stack)), CHECKPOINTS / stage.run, "vae", partial=True)
+    ASSEMBLERS[stage.arch](stack, vae=vae)
 
 
-def export_transformer(arch: str, run: str, out: Path, shipped: bool = False) -> None:
-    """The EMA transformer of training run ``run`` -> ``out/transformer/`` (a stack or not).
+def export_transformer(stage: Stage, stages: list[Stage]) -> None:
+    """The EMA transformer of ``stage``'s run -> ``<export>/transformer/``.
 
-    ``shipped``: stored in float16, which keeps all shipped weights under 40 MB; diffusers and
-    the project load it as float32 (the velocity changes by ~3e-4 relative). Intermediate stages
-    stay float32, as the next stage trains from them.
+    The last stage's is the shipped teacher, stored in float16, which keeps all shipped weights
+    under 40 MB; diffusers and the project load it as float32 (the velocity changes by ~3e-4
+    relative). Intermediate stages stay float32, as the next stage trains from them.
     """
-    import torch
     from mmengine.config import Config
 
     from arcflow.data.tiny_stack import load_trained
-    from arcflow.models.loading import build_transformer
+    from arcflow.models.builder import build_base_from_cfg
 
-    # The run's own architecture: a stage may have grown the model (transformer.deepen).
-    architecture = Config.fromfile(f"configs/tiny/{run}.py").model.transformer.from_config
-    transformer = build_transformer(arch, architecture.to_dict(), device="cpu")
-    load_trained(transformer, CHECKPOINTS / run, "transformer")
-    if shipped:
+    # The run's own architecture, built as its training built it: from its input export (grown
+    # by transformer.deepen, if the stage grows it) or from the named size.
+    cfg = Config.fromfile(str(stage.config))
+    cfg.merge_from_dict(stage_inputs(stage, stages))
+    transformer = build_base_from_cfg(stage.arch, "cpu", **cfg.model.transformer.to_dict())
+    load_trained(transformer, CHECKPOINTS / stage.run, "transformer")
+    if stage is stages[-1]:
         transformer = transformer.to(torch.float16)
-    transformer.save_pretrained(out / "transformer", safe_serialization=True)
+    transformer.save_pretrained(export_dir(stage, stages) / "transformer", safe_serialization=True)
+
+
+EXPORTS: dict[str, Callable[[Stage, list[Stage]], None]] = {
+    "vae": lambda stage, _: export_vae(stage),
+    "decoder": lambda stage, _: export_decoder(stage),
+    "teacher": export_transformer,
+    "guidance": export_transformer,
+}
 
 
 def export_adapter(config: str, out: Path) -> None:
@@ -203,45 +357,51 @@ def export_adapter(config: str, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ stacks
+def run_stage(builder: Builder, stage: Stage, stages: list[Stage]) -> None:
+    """Train ``stage`` with its inputs, then export it where the stages after it read it."""
+    label = f"{STACK_NAMES[stage.arch]}: {stage.name}"
+    builder.stage(label, None, lambda: builder.train(stage.config, stage_inputs(stage, stages)))
+    out = export_dir(stage, stages)
+    # What marks the export done (--resume): the stack's VAE, or the stage's transformer; the
+    # decoder refines the stack's VAE in place, so it is always exported again.
+    done = {"vae": out / "vae", "decoder": None}.get(stage.kind, out / "transformer")
+    builder.stage(
+        f"{label} export -> {out}",
+        done,
+        lambda: builder.export(lambda: EXPORTS[stage.kind](stage, stages)),
+    )
+
+
 def build_stack(builder: Builder, arch: str) -> None:
     from arcflow.data.tiny_stack import ASSEMBLERS
 
     name = STACK_NAMES[arch]
-    stack = CHECKPOINTS / f"tiny-{name}"
+    stack = stack_dir(arch)
     adapter = CHECKPOINTS / f"tiny-{name}-arcflow"
     linear = CHECKPOINTS / f"tiny-{name}-linear"
-    if not builder.resume:
+    stages = recipe(arch)
+    if not builder.resume and not builder.dry_run:
         # A fresh text side: the stack is rebuilt from nothing.
         for part in ("text_encoder", "text_encoder_2"):
             marker = stack / part / "config.json"
             if marker.exists():
                 marker.unlink()
-    builder.stage(f"{name}: text side", stack / "model_index.json", lambda: ASSEMBLERS[arch](stack))
-    builder.stage(f"{name}: VAE", None, lambda: builder.train(f"vae_tiny_{name}"))
-    builder.stage(f"{name}: VAE export", stack / "vae", lambda: export_vae(arch, stack))
-    # The encoder is final from here on (the teacher trains on its latents); the decoder goes on.
-    builder.stage(f"{name}: VAE decoder", None, lambda: builder.train(f"vae_tiny_{name}_decoder"))
-    builder.stage(f"{name}: VAE decoder export", None, lambda: export_decoder(arch, stack))
-    # Teacher stages, each exported (float32) for the next one to start from; the last one is
-    # the shipped teacher.
-    *earlier, (last, teacher_run) = TEACHER_STAGES[arch]
-    for stage, run in earlier:
-        out = stage_export(arch, stage)
-        builder.stage(f"{name}: teacher stage {stage}", None, lambda r=run: builder.train(r))
-        builder.stage(
-            f"{name}: teacher stage {stage} export",
-            out,
-            lambda r=run, o=out: export_transformer(arch, r, o),
-        )
-    builder.stage(f"{name}: teacher stage {last}", None, lambda: builder.train(teacher_run))
     builder.stage(
-        f"{name}: teacher export",
-        stack / "transformer",
-        lambda: export_transformer(arch, teacher_run, stack, shipped=True),
+        f"{name}: text side",
+        stack / "model_index.json",
+        lambda: builder.export(lambda: ASSEMBLERS[arch](stack)),
     )
+    for stage in stages:
+        run_stage(builder, stage, stages)
     for config, out in ((f"arcflow_tiny_{name}", adapter), (f"linear_tiny_{name}", linear)):
-        builder.stage(f"{name}: {config}", None, lambda c=config: builder.train(c))
-        builder.stage(f"{name}: {config} export", out, lambda c=config, o=out: export_adapter(c, o))
+        builder.stage(
+            f"{name}: {config}", None, lambda c=config: builder.train(f"configs/tiny/{c}.py")
+        )
+        builder.stage(
+            f"{name}: {config} export",
+            out,
+            lambda c=config, o=out: builder.export(lambda: export_adapter(c, o)),
+        )
     stack_args = ["tools/evaluate.py", "--preset", "tiny", "--arch", arch, "--model", str(stack)]
     stack_args += ["--adapter", str(adapter), "--linear-adapter", str(linear), "--seeds", "1"]
     report = Path("work_dirs") / f"tiny_world_{name}"
@@ -262,8 +422,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(args.threads)
-    builder = Builder(args.threads, args.resume, args.num_prompts, args.bar_prompts)
+    builder = Builder(args.threads, args.resume, args.num_prompts, args.bar_prompts, args.dry_run)
     total = time.perf_counter()
+    if args.stage is not None:
+        stages = recipe(args.arch)
+        chosen = [stage for stage in stages if stage.name == args.stage]
+        if not chosen:
+            names = ", ".join(stage.name for stage in stages)
+            raise RecipeError(
+                f"--stage {args.stage} is no stage of the {args.arch} recipe: {names}"
+            )
+        run_stage(builder, chosen[0], stages)
+        return
     builder.stage(
         "evaluator",
         EVALUATOR / "model.safetensors",
@@ -271,6 +441,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for arch in ("flux", "qwen_image") if args.arch == "all" else (args.arch,):
         build_stack(builder, arch)
+    if args.dry_run:
+        return
     print("\n| stage | wall time |\n|---|---|")
     for name, seconds in builder.timings:
         print(f"| {name} | {seconds / 60:.1f} min |")

@@ -1,6 +1,6 @@
 # Runtime shared by the tiny world's trainings (VAEs, teachers): the project runtime, AdamW over
 # the whole trained network, linear warm-up then cosine decay, EMA exported as the shipped weights.
-_base_ = ["../_base_/runtime/default.py"]
+_base_ = ["../../_base_/runtime/default.py"]
 
 optim_wrapper = dict(
     type="ArcFlowOptimWrapper",
