@@ -67,7 +67,7 @@ from arcflow.errors import UserError, run_cli
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path("checkpoints")
 EVALUATOR = CHECKPOINTS / "tiny-evaluator"
-RECIPES = Path("configs/tiny/build")
+RECIPES = ROOT / "configs" / "tiny" / "build"
 STACK_NAMES = {"flux": "flux", "qwen_image": "qwen"}
 
 
@@ -130,7 +130,7 @@ def read_stage(arch: str, config: Path, earlier: Mapping[str, Stage]) -> Stage:
     """The stage that ``config`` declares (``_stage``), checked against the stages before it."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(config))
+    cfg = Config.fromfile(str(ROOT / config))
     declared = cfg.get("_stage")
     if not isinstance(declared, Mapping) or declared.get("kind") not in STAGE_KINDS:
         raise RecipeError(
@@ -182,6 +182,9 @@ def recipe(arch: str, folder: Path | None = None) -> list[Stage]:
                 f"{config}: stage configs are named NN_<what-it-does>.py and numbered 01, 02, ... "
                 f"without gaps; expected number {number:02d} here"
             )
+        # Named from the repository root, as the commands run there.
+        if config.is_relative_to(ROOT):
+            config = config.relative_to(ROOT)
         stages[config.stem] = read_stage(arch, config, stages)
     return list(stages.values())
 
@@ -320,7 +323,7 @@ def export_transformer(stage: Stage, stages: list[Stage]) -> None:
 
     # The run's own architecture, built as its training built it: from its input export (grown
     # by transformer.deepen, if the stage grows it) or from the named size.
-    cfg = Config.fromfile(str(stage.config))
+    cfg = Config.fromfile(str(ROOT / stage.config))
     cfg.merge_from_dict(stage_inputs(stage, stages))
     transformer = build_base_from_cfg(stage.arch, "cpu", **cfg.model.transformer.to_dict())
     load_trained(transformer, CHECKPOINTS / stage.run, "transformer")

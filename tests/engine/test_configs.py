@@ -16,12 +16,13 @@ from arcflow.models.builder import build_student_from_cfg, count_parameters
 from arcflow.models.distiller import ArcFlowDistiller
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every config a user or the tiny world's build runs; partials live in folders named "_base_".
 CONFIGS = sorted(
     str(p.relative_to(ROOT))
-    for p in (ROOT / "configs").glob("*/*.py")
-    if not p.name.startswith("_")
+    for p in (ROOT / "configs").rglob("*.py")
+    if not any(part.startswith("_") for part in p.relative_to(ROOT / "configs").parts)
 )
-TINY_RUNTIME = ROOT / "configs" / "tiny" / "_tiny_runtime.py"
+TINY_RUNTIME = ROOT / "configs" / "tiny" / "_base_" / "runtime.py"
 
 
 @pytest.mark.parametrize("config", CONFIGS)
