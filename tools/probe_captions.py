@@ -1,7 +1,7 @@
 """Which caption words a tiny-world teacher reads, per noise level (evaluation/caption_probe.py).
 
     python tools/probe_captions.py --arch flux --out work_dirs/probe_flux
-    python tools/probe_captions.py --arch flux --transformer checkpoints/tiny-flux-stage-a \\
+    python tools/probe_captions.py --arch flux --transformer checkpoints/tiny-flux-stages/03_teacher_high_noise \\
         --out work_dirs/probe_stage_a
     python tools/probe_captions.py --arch flux --renoise --out work_dirs/renoise_flux
 

@@ -21,7 +21,7 @@ model = dict(
         lora_alpha=16,
         lora_dropout=0.0,
         lora_init="gaussian",
-        guidance_scale=7.0,  # the tiny teacher's (arcflow/data/tiny_stack.py FLUX_GUIDANCE_SCALE)
+        guidance_scale=7.0,  # the tiny FLUX teacher's embedded guidance
         mean_bias_noise_std=0.05,
         init_seed=0,
     ),

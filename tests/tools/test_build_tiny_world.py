@@ -11,14 +11,17 @@ from arcflow.engine.launch import prepare_config
 from .conftest import ROOT
 
 # What each stage starts from and, for a guidance stage, which conditional teacher it distils:
-# the lineage of the shipped teachers.
+# the lineage of the shipped teachers. Both stacks begin alike.
+_FIRST_STAGES = {
+    "01_vae": ("vae", None, None),
+    "02_vae_decoder": ("decoder", "01_vae", None),
+    "03_teacher_high_noise": ("teacher", None, None),
+    "04_teacher_low_noise": ("teacher", "03_teacher_high_noise", None),
+    "05_teacher_lr_restart": ("teacher", "04_teacher_low_noise", None),
+}
 LINEAGE = {
     "flux": {
-        "01_vae": ("vae", None, None),
-        "02_vae_decoder": ("decoder", "01_vae", None),
-        "03_teacher_high_noise": ("teacher", None, None),
-        "04_teacher_low_noise": ("teacher", "03_teacher_high_noise", None),
-        "05_teacher_lr_restart": ("teacher", "04_teacher_low_noise", None),
+        **_FIRST_STAGES,
         "06_teacher_deepen": ("teacher", "05_teacher_lr_restart", None),
         "07_guidance_distill": ("guidance", "06_teacher_deepen", "06_teacher_deepen"),
         "08_teacher_more_stars": ("teacher", "06_teacher_deepen", None),
@@ -44,11 +47,7 @@ LINEAGE = {
         ),
     },
     "qwen_image": {
-        "01_vae": ("vae", None, None),
-        "02_vae_decoder": ("decoder", "01_vae", None),
-        "03_teacher_high_noise": ("teacher", None, None),
-        "04_teacher_low_noise": ("teacher", "03_teacher_high_noise", None),
-        "05_teacher_lr_restart": ("teacher", "04_teacher_low_noise", None),
+        **_FIRST_STAGES,
         "06_teacher_sizes_shapes": ("teacher", "05_teacher_lr_restart", None),
     },
 }
