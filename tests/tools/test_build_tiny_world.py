@@ -226,3 +226,39 @@ def test_the_build_ends_with_the_evaluation_and_the_bar_measurement(build_tool):
         assert trained == [*recipe, f"configs/tiny/arcflow_tiny_{name}.py"] + [
             f"configs/tiny/linear_tiny_{name}.py"
         ]
+
+
+def test_a_grown_stage_is_exported_at_the_size_it_trained(build_tool, tmp_path, monkeypatch):
+    """06_teacher_deepen grows its input: its export has the grown architecture, built from the
+    input as training built it, and holds the run's EMA weights."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    from arcflow.data.tiny_stack import transformer_config
+    from arcflow.engine.checkpoint_files import write_checkpoint
+    from arcflow.models.growth import deepen_transformer
+
+    monkeypatch.chdir(tmp_path)
+    stages = build_tool.recipe("flux")
+    stage = next(stage for stage in stages if stage.name == "06_teacher_deepen")
+    torch.manual_seed(0)
+    start = FluxTransformer2DModel(**transformer_config("flux"))
+    start.save_pretrained(Path("checkpoints/tiny-flux-stages/05_teacher_lr_restart/transformer"))
+    trained = deepen_transformer(start, "flux", 2)
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.add_(torch.randn_like(param))
+    ema = {f"transformer.{k}": v.clone() for k, v in trained.state_dict().items()}
+    run = Path("checkpoints") / stage.run
+    run.mkdir(parents=True)
+    write_checkpoint(run / "iter_000010", [("ema.safetensors", lambda p: save_file(ema, p))], 0)
+
+    build_tool.export_transformer(stage, stages)
+
+    exported = FluxTransformer2DModel.from_pretrained(
+        "checkpoints/tiny-flux-stages/06_teacher_deepen", subfolder="transformer"
+    )
+    assert exported.config.num_single_layers == 2 * transformer_config("flux")["num_single_layers"]
+    for key, value in exported.state_dict().items():
+        assert torch.equal(value, ema[f"transformer.{key}"]), key
