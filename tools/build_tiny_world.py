@@ -258,14 +258,12 @@ class Builder:
             print(f"[tiny world] {name}: already done ({done})", flush=True)
             return
         print(f"[tiny world] {name} ...", flush=True)
-        if self.dry_run:
-            action()
-            return
         start = time.perf_counter()
         action()
-        seconds = time.perf_counter() - start
-        self.timings.append((name, seconds))
-        print(f"[tiny world] {name}: {seconds:.0f} s", flush=True)
+        if not self.dry_run:
+            seconds = time.perf_counter() - start
+            self.timings.append((name, seconds))
+            print(f"[tiny world] {name}: {seconds:.0f} s", flush=True)
 
     def python(self, *argv: str) -> None:
         print("  $ python " + shlex.join(argv), flush=True)
