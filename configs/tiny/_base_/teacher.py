@@ -1,7 +1,7 @@
 # A tiny teacher trained by conditional flow matching on cached scene latents, with 10 % text
 # dropout so that it also knows the unconditional velocity (classifier-free guidance). Noise levels
 # are warped by shift 3, close to the sampler's 3.2: high noise, where layout and colours follow
-# the caption, is drawn more. Latent pixels covering objects weigh 4x in the loss.
+# the caption, is drawn more. Latent pixels covering objects weigh 1 + 4 in the loss.
 _base_ = ["./runtime.py"]
 
 model = dict(

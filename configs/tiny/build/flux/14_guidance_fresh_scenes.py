@@ -5,7 +5,5 @@ _stage = dict(
 )
 
 model = dict(guidance_per_sample=True)
-train_dataloader = dict(
-    dataset=dict(seed=4, repeat={"large star": 3, "star": 2}, size_omitted=0.0)
-)
+train_dataloader = dict(dataset=dict(seed=4, repeat={"large star": 3, "star": 2}, size_omitted=0.0))
 train_cfg = dict(max_iters=1500)

@@ -6,8 +6,6 @@ _stage = dict(kind="teacher", start="13_teacher_fresh_scenes")
 model = dict(shift=1.0)
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
 train_dataloader = dict(
-    dataset=dict(
-        seed=5, repeat={"large star": 3, "star": 2, "large triangle": 3}, size_omitted=0.0
-    )
+    dataset=dict(seed=5, repeat={"large star": 3, "star": 2, "large triangle": 3}, size_omitted=0.0)
 )
 train_cfg = dict(max_iters=2500)

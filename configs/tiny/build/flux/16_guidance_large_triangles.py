@@ -7,8 +7,6 @@ _stage = dict(
 
 model = dict(guidance_per_sample=True)
 train_dataloader = dict(
-    dataset=dict(
-        seed=5, repeat={"large star": 3, "star": 2, "large triangle": 3}, size_omitted=0.0
-    )
+    dataset=dict(seed=5, repeat={"large star": 3, "star": 2, "large triangle": 3}, size_omitted=0.0)
 )
 train_cfg = dict(max_iters=1500)
