@@ -19,6 +19,7 @@ teacher runs the stock quantized layers untouched.
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 from pathlib import Path
 
 import torch
@@ -51,6 +52,16 @@ def device_schemes(device: str | torch.device) -> list[str]:
     return [*schemes, "nf4", "gguf"]
 
 
+def missing_package(scheme: str) -> str | None:
+    """``"needs the X package: pip install ..."`` when ``scheme``'s package is not installed."""
+    if scheme not in _PACKAGES:
+        return None
+    package, install = _PACKAGES[scheme]
+    if importlib.util.find_spec(package) is not None:
+        return None
+    return f"needs the {package} package: {install}"
+
+
 def check_scheme(scheme: str, device: str | torch.device, gguf_file: str | Path | None) -> None:
     """UserError (one line: what runs on this device, what to install) unless ``scheme`` can load
     and run on ``device``; ``gguf_file`` must name an existing file exactly when scheme is gguf."""
@@ -62,10 +73,9 @@ def check_scheme(scheme: str, device: str | torch.device, gguf_file: str | Path 
             f"--quantize {scheme} does not run on {device}: there, choose one of {runnable}"
             + (" (nf4 and float8 need a CUDA GPU)" if torch.device(device).type != "cuda" else "")
         )
-    if scheme in _PACKAGES:
-        package, install = _PACKAGES[scheme]
-        if importlib.util.find_spec(package) is None:
-            raise UserError(f"--quantize {scheme} needs the {package} package: {install}")
+    missing = missing_package(scheme)
+    if missing:
+        raise UserError(f"--quantize {scheme} {missing}")
     if scheme == "gguf":
         if gguf_file is None:
             raise UserError("--quantize gguf needs --gguf FILE, the transformer's .gguf file")
@@ -131,8 +141,19 @@ def load_quantized_transformer(
 
 
 def is_quantized(model: nn.Module) -> bool:
-    """Whether diffusers loaded ``model`` with a quantization config."""
-    return bool(getattr(model, "is_quantized", False))
+    """Whether ``model`` has quantized Linear weights: diffusers loaded it with a quantization
+    config, or torchao / bitsandbytes / GGUF tensors sit in its Linear layers."""
+    if getattr(model, "is_quantized", False):
+        return True
+    return any(
+        isinstance(module, nn.Linear) and _is_quantized_weight(module.weight)
+        for module in model.modules()
+    )
+
+
+def _is_quantized_weight(weight: torch.Tensor) -> bool:
+    package = type(weight).__module__.split(".")[0]
+    return package in ("torchao", "bitsandbytes") or hasattr(weight, "quant_type")
 
 
 def dense_weight(layer: nn.Linear, dtype: torch.dtype) -> torch.Tensor:
@@ -146,30 +167,97 @@ def dense_weight(layer: nn.Linear, dtype: torch.dtype) -> torch.Tensor:
     return dequantize_module_weight(layer).detach().to(dtype)
 
 
-@torch.no_grad()
-def save_gguf(transformer: ModelMixin, path: str | Path, quant_type: str = "Q8_0") -> Path:
-    """Write ``transformer``'s weights as a GGUF file under its diffusers parameter names, every
-    Linear weight whose rows fit the GGML block size in ``quant_type`` (e.g. ``Q8_0``), the rest
-    in float32. diffusers' single-file loader takes such a file as is (its names are the model's),
-    so a fine-tuned base can be quantized without the original release's layout. Returns
-    ``path``."""
-    import gguf
+# GGML's Q8_0: blocks of 32 values along a row, each stored as a float16 scale
+# d = max|x| / 127 followed by the 32 int8 values round(x / d) (34 bytes).
+Q8_0_BLOCK = 32
 
-    qtype = gguf.GGMLQuantizationType[quant_type]
-    block_size, _ = gguf.GGML_QUANT_SIZES[qtype]
+
+@torch.no_grad()
+def quantize_q8_0(weight: torch.Tensor) -> torch.Tensor:
+    """``(out, in)`` float weight -> ``(out, in // 32 * 34)`` uint8 Q8_0 blocks, on its device,
+    byte for byte what the gguf package writes (its rounding: halves away from zero)."""
+    rows, cols = weight.shape
+    if cols % Q8_0_BLOCK:
+        raise ValueError(f"Q8_0 needs rows of a multiple of {Q8_0_BLOCK} values, got {cols}")
+    blocks = weight.detach().float().reshape(-1, Q8_0_BLOCK)
+    scale = blocks.abs().amax(dim=1, keepdim=True) / 127
+    inverse = torch.where(scale == 0, torch.zeros_like(scale), 1 / scale)
+    scaled = blocks * inverse
+    values = (scaled.sign() * (scaled.abs() + 0.5).floor()).to(torch.int8)
+    packed = torch.cat([scale.half().view(torch.uint8), values.view(torch.uint8)], dim=1)
+    return packed.reshape(rows, -1)
+
+
+def gguf_state_dict(transformer: ModelMixin) -> dict[str, torch.Tensor]:
+    """``transformer``'s state dict with every Linear weight whose rows fit Q8_0 blocks as a
+    Q8_0 ``GGUFParameter`` (what diffusers reads from a GGUF file), the rest as is."""
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+    from gguf import GGMLQuantizationType
+
     linear_weights = {
         f"{name}.weight"
         for name, module in transformer.named_modules()
         if isinstance(module, nn.Linear)
     }
+    state = transformer.state_dict()
+    for name in linear_weights:
+        if state[name].shape[-1] % Q8_0_BLOCK == 0:
+            packed = quantize_q8_0(state[name])
+            state[name] = GGUFParameter(packed, quant_type=GGMLQuantizationType.Q8_0)
+    return state
+
+
+def quantize_in_memory(
+    transformer: ModelMixin, scheme: str, dtype: torch.dtype, device: str | torch.device
+) -> ModelMixin:
+    """``transformer`` (float, e.g. randomly initialised for a benchmark) with the quantized
+    layers a checkpoint loaded with ``scheme`` gets, on ``device``, without writing a checkpoint.
+
+    torchao: its ``quantize_`` on every Linear, in place (as diffusers' loader applies it), and
+    ``transformer`` itself is returned; gguf: a new model from diffusers' single-file loader on
+    :func:`gguf_state_dict`; nf4: a new model, saved to a temporary folder and loaded with
+    :func:`load_quantized_transformer`. Drop the float one to free its memory."""
+    device = torch.device(device)
+    if scheme in ("int8", "float8"):
+        from torchao.quantization import quantize_
+
+        quantize_(transformer, quantization_config(scheme, dtype).quant_type)
+        return transformer.to(device)
+    with tempfile.TemporaryDirectory() as folder:
+        if scheme == "gguf":
+            transformer.save_config(folder)
+            loaded = type(transformer).from_single_file(
+                gguf_state_dict(transformer),
+                config=folder,
+                quantization_config=quantization_config(scheme, dtype),
+                torch_dtype=dtype,
+                device=device,
+                local_files_only=True,
+            )
+        else:
+            transformer.save_pretrained(Path(folder) / "transformer")
+            loaded = load_quantized_transformer(
+                type(transformer), folder, scheme, dtype, local_files_only=True
+            ).to(device)
+    return loaded.eval()
+
+
+@torch.no_grad()
+def save_gguf(transformer: ModelMixin, path: str | Path) -> Path:
+    """Write ``transformer``'s weights as a GGUF file under its diffusers parameter names: Linear
+    weights in Q8_0 (:func:`gguf_state_dict`), the rest in float32. diffusers' single-file loader
+    takes such a file as is (its names are the model's), so a fine-tuned base can be quantized
+    without the original release's layout. Returns ``path``."""
+    import gguf
+
     path = Path(path)
     writer = gguf.GGUFWriter(path, type(transformer).__name__)
-    for name, tensor in transformer.state_dict().items():
-        array = tensor.detach().float().cpu().numpy()
-        if name in linear_weights and array.shape[-1] % block_size == 0:
-            writer.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+    for name, tensor in gguf_state_dict(transformer).items():
+        quant_type = getattr(tensor, "quant_type", None)
+        if quant_type is None:
+            writer.add_tensor(name, tensor.detach().float().cpu().numpy())
         else:
-            writer.add_tensor(name, array)
+            writer.add_tensor(name, tensor.as_tensor().cpu().numpy(), raw_dtype=quant_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
