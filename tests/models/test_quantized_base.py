@@ -20,6 +20,7 @@ from arcflow.models.quantization import (
     device_schemes,
     is_quantized,
     load_quantized_transformer,
+    quantize_q8_0,
     save_gguf,
 )
 
@@ -146,3 +147,15 @@ def test_schemes_per_device():
     with pytest.raises(UserError, match="--gguf is for --quantize gguf"):
         check_scheme("int8", "cpu", "model.gguf")
     check_scheme("int8", "cpu", None)
+
+
+def test_q8_0_packing_matches_the_gguf_package():
+    import gguf
+
+    weight = torch.randn(6, 96, generator=torch.Generator().manual_seed(0))
+    weight[0, :32] = 0  # an all-zero block: scale 0
+    weight[1, :32] = torch.arange(32) - 15.5  # values at exact halves of the step
+    expected = gguf.quants.quantize(weight.numpy(), gguf.GGMLQuantizationType.Q8_0)
+    assert torch.equal(quantize_q8_0(weight), torch.from_numpy(expected))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        quantize_q8_0(torch.zeros(2, 40))

@@ -22,7 +22,7 @@ from arcflow.pipelines import cli
 REPO = Path(__file__).resolve().parents[2]
 SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
 PROMPT = "a red circle at the top left"
-# int8 weight-only and GGUF Q8_0 measured 60-67 dB on these stacks; 30 dB would still be
+# int8 weight-only and GGUF Q8_0 measured 44-63 dB on these stacks (seeds 0-2); 30 dB is still
 # quantization noise, a broken head or LoRA gives far less.
 MIN_PSNR_DB = 30.0
 
