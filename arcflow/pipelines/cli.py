@@ -585,7 +585,10 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
     dtype = args.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    check_scheme(args.quantize, device, args.gguf)
+    try:
+        check_scheme(args.quantize, device, args.gguf)
+    except UserError as error:  # a LoadError: the web demo's start-up reports it as one line too
+        raise LoadError(str(error)) from None
     model, adapter = resolve_sources(spec, args)
     check_image_size(model, args.height, args.width)
     pipe = load_pipeline(

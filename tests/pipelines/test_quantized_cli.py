@@ -98,3 +98,12 @@ def test_a_gguf_of_another_model_is_one_load_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: could not load the FLUX.1-dev transformer with --quantize gguf")
     assert "Traceback" not in err
+
+
+def test_web_demo_takes_the_flag(capsys):
+    """app.py reuses the command line's parser and loading: the same one-line refusal."""
+    from arcflow.app import server
+
+    assert server.main(["--quantize", "nf4", "--device", "cpu"]) == cli.EXIT_LOAD_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: --quantize nf4 does not run on cpu") and err.count("\n") == 1
