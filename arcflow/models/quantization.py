@@ -1,7 +1,7 @@
 """Quantized base transformers: which scheme runs where, loading a base with one, and reading a
 quantized layer's weight back in the compute dtype.
 
-Schemes (the command line's ``--quantize``; docs/inference.md):
+Schemes (the command line's ``--quantize``; docs/quantization.md):
 
 - ``none``: the base in ``--dtype``;
 - ``int8``: torchao int8 weight-only (per-row scales), CPU and CUDA;
@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import ModelMixin
@@ -28,6 +29,9 @@ from peft.utils.integrations import dequantize_module_weight
 from torch import nn
 
 from arcflow.errors import UserError
+
+if TYPE_CHECKING:
+    from diffusers.quantizers.quantization_config import QuantizationConfigMixin
 
 SCHEMES = ("none", "int8", "float8", "nf4", "gguf")
 # What a scheme needs besides the device: the package and how to get it.
@@ -85,7 +89,7 @@ def check_scheme(scheme: str, device: str | torch.device, gguf_file: str | Path 
         raise UserError(f"--gguf is for --quantize gguf, not --quantize {scheme}: drop one")
 
 
-def quantization_config(scheme: str, dtype: torch.dtype) -> object | None:
+def quantization_config(scheme: str, dtype: torch.dtype) -> QuantizationConfigMixin | None:
     """diffusers' quantization config of a scheme that quantizes at load time (None: none)."""
     if scheme == "none":
         return None
@@ -119,8 +123,8 @@ def load_quantized_transformer(
     """The ``transformer`` of pipeline folder / Hub id ``model`` quantized with ``scheme``; with
     gguf, the weights come from ``gguf_file`` and the config from ``model``'s transformer.
 
-    A GGUF file holds either the diffusers parameter names or the original release's layout
-    (converted by diffusers' single-file loader)."""
+    A GGUF file holds either exactly the diffusers parameter names (loaded as they are) or the
+    original release's layout (converted by diffusers' single-file loader)."""
     config = quantization_config(scheme, dtype)
     if scheme == "gguf":
         return transformer_cls.from_single_file(
