@@ -46,6 +46,7 @@ import gc
 import sys
 import time
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -385,10 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     with args.out.open("a") as out:
         emit({**machine_info(device), "scale": args.scale, "resolution": args.resolution}, out)
         for arch in args.archs:
-            for record in [
-                *check_arch(arch, args, device, t0),
-                *bench_quantized(arch, args, device, t0),
-            ]:
+            # Streamed, one line as each measurement ends; the float student is freed first.
+            float_rows = check_arch(arch, args, device, t0)
+            for record in chain(float_rows, bench_quantized(arch, args, device, t0)):
                 emit(record, out)
                 records.append(record)
         emit({"name": "total", "wall_s": round(time.perf_counter() - t0, 1)}, out)
