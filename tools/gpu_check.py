@@ -45,6 +45,7 @@ import argparse
 import gc
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -299,7 +300,11 @@ def quantized_student(
     with init_empty_weights(include_buffers=False):  # RoPE tables stay real (see random_students)
         base = build_transformer(arch, architecture, "cpu", dtype)
     base = quantize_in_memory(materialize_module_(base, device), scheme, dtype, device)
-    student = ArcFlowStudent(base, arch, **cfg).eval()
+    with warnings.catch_warnings():
+        # peft cannot merge a LoRA into a torchao base quantized outside diffusers' loader and
+        # says so; merging is refused on any quantized base anyway.
+        warnings.filterwarnings("ignore", "TorchaoLoraLinear was instantiated", UserWarning)
+        student = ArcFlowStudent(base, arch, **cfg).eval()
     student.set_trainable_dtype(dtype)  # as load_arcflow_adapter gives the student
     return student
 
