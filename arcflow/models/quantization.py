@@ -50,6 +50,8 @@ def device_schemes(device: str | torch.device) -> list[str]:
     device = torch.device(device)
     if device.type != "cuda":
         return ["none", "int8", "gguf"]
+    if not torch.cuda.is_available():
+        raise UserError(f"device {device} is not available here: no CUDA GPU is visible")
     schemes = ["none", "int8"]
     if torch.cuda.get_device_capability(device) >= _FLOAT8_CAPABILITY:
         schemes.append("float8")
@@ -71,6 +73,8 @@ def check_scheme(scheme: str, device: str | torch.device, gguf_file: str | Path 
     and run on ``device``; ``gguf_file`` must name an existing file exactly when scheme is gguf."""
     if scheme not in SCHEMES:
         raise UserError(f"--quantize {scheme!r} is not a scheme: choose one of {list(SCHEMES)}")
+    if scheme == "none" and gguf_file is None:
+        return  # nothing to check: the device itself is the loader's business
     runnable = device_schemes(device)
     if scheme not in runnable:
         raise UserError(

@@ -159,3 +159,10 @@ def test_q8_0_packing_matches_the_gguf_package():
     assert torch.equal(quantize_q8_0(weight), torch.from_numpy(expected))
     with pytest.raises(ValueError, match="multiple of 32"):
         quantize_q8_0(torch.zeros(2, 40))
+
+
+def test_cuda_schemes_need_a_visible_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_scheme("none", "cuda", None)  # no quantization: nothing to check here
+    with pytest.raises(UserError, match="cuda is not available here"):
+        check_scheme("int8", "cuda", None)
