@@ -24,6 +24,11 @@ training casts them back to float32 and applies the training runtime's attention
    optimiser's state memory against 32-bit AdamW's (8 bytes per trainable parameter).
 4. ``loop/student_merged``, ``loop/speedup_merged``: the student loop again with its LoRA merged
    into the base weights (``--merge-lora`` of the inference scripts), against the same teacher.
+5. ``loop/student_<scheme>``: the 2-NFE student loop on a base quantized with each scheme of
+   ``--quantize`` that runs on the device (``arcflow/models/quantization.py``; CUDA: int8,
+   float8 on compute capability >= 8.9, nf4 where bitsandbytes is installed, gguf Q8_0; CPU:
+   int8, gguf), the heads and LoRA in the base dtype as the pipelines load them: time, peak
+   memory of the transformer path (quantized weights included) and the weights' memory.
 
 A measurement that cannot fit (weights larger than the free memory, or a CUDA out-of-memory) is
 reported as ``status: skipped`` with the reason, and the script goes on. Every measurement is one
@@ -40,6 +45,9 @@ import argparse
 import gc
 import sys
 import time
+import warnings
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -59,6 +67,7 @@ from arcflow.evaluation.benchmark import (  # noqa: E402
     peak_memory_mb,
     reset_peak_memory,
     synchronize,
+    time_call,
 )
 from arcflow.evaluation.random_students import (  # noqa: E402
     TEXT_LENGTHS,
@@ -66,13 +75,20 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     VAE_FACTOR,
     build_meta_student,
     materialize_,
+    materialize_module_,
     parameter_bytes,
     random_cond,
     student_config,
 )
 from arcflow.models import ArcFlowStudent, count_parameters  # noqa: E402
+from arcflow.models.loading import build_transformer  # noqa: E402
+from arcflow.models.quantization import (  # noqa: E402
+    device_schemes,
+    missing_package,
+    quantize_in_memory,
+)
 from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
-from arcflow.pipelines.sampling import make_noise  # noqa: E402
+from arcflow.pipelines.sampling import make_noise, sample_student  # noqa: E402
 
 DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
 SCHEDULE_CONFIG = REPO_ROOT / "configs/_base_/schedules/distill.py"
@@ -270,6 +286,77 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
             torch.cuda.empty_cache()
 
 
+def quantized_student(
+    arch: str, args: argparse.Namespace, scheme: str, device: torch.device
+) -> ArcFlowStudent:
+    """The released student config on a random base quantized with ``scheme`` (built on the
+    meta device, materialised on ``device``, then quantized), sampling dtypes."""
+    from accelerate import init_empty_weights
+
+    dtype = getattr(torch, args.dtype)
+    cfg = student_config(arch, args.scale == "tiny", dtype)
+    cfg.pop("arch")
+    architecture = cfg.pop("transformer")["from_config"]
+    with init_empty_weights(include_buffers=False):  # RoPE tables stay real (see random_students)
+        base = build_transformer(arch, architecture, "cpu", dtype)
+    base = quantize_in_memory(materialize_module_(base, device), scheme, dtype, device)
+    with warnings.catch_warnings():
+        # peft cannot merge a LoRA into a torchao base quantized outside diffusers' loader and
+        # says so; merging is refused on any quantized base anyway.
+        warnings.filterwarnings("ignore", "TorchaoLoraLinear was instantiated", UserWarning)
+        student = ArcFlowStudent(base, arch, **cfg).eval()
+    student.set_trainable_dtype(dtype)  # as load_arcflow_adapter gives the student
+    return student
+
+
+def quantized_loop(
+    arch: str, args: argparse.Namespace, scheme: str, device: torch.device
+) -> Record:
+    """The ``loop/student_<scheme>`` record: 2-NFE student loop on the quantized base."""
+    student = quantized_student(arch, args, scheme, device)
+    weights = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    lengths = (TINY_TEXT_LENGTHS if args.scale == "tiny" else TEXT_LENGTHS)[arch]
+    cond = random_cond(student, 1, lengths, device)
+    side = args.resolution // VAE_FACTOR
+    noise = make_noise(1, student.latent_channels, side, side, device=device)
+    reset_peak_memory(device)
+    timing = time_call(
+        lambda: sample_student(student, noise, cond, args.nfe), device, 1, args.repeats
+    )
+    return {
+        "name": f"loop/student_{scheme}",
+        "arch": arch,
+        "scheme": scheme,
+        "forwards": args.nfe,
+        "median_ms": round(timing.median_s * 1e3, 3),
+        "runs_ms": [round(t * 1e3, 3) for t in timing.runs_s],
+        "peak_mem_mb": round(peak_memory_mb(device)),
+        "weights_mb": None if weights is None else round(weights),
+    }
+
+
+def bench_quantized(
+    arch: str, args: argparse.Namespace, device: torch.device, t0: float
+) -> Iterator[Record]:
+    """``loop/student_<scheme>`` for each scheme that runs on ``device``; skips are records."""
+    for scheme in [s for s in device_schemes(device) if s != "none"]:
+        name = f"loop/student_{scheme}"
+        missing = missing_package(scheme)
+        if missing:
+            yield skipped(name, arch, missing)
+        elif time.perf_counter() - t0 > args.budget_s:
+            yield skipped(name, arch, f"time budget of {args.budget_s} s spent")
+        else:
+            try:
+                yield quantized_loop(arch, args, scheme, device)
+            except torch.OutOfMemoryError as error:
+                yield skipped(name, arch, f"out of memory: {str(error).splitlines()[0]}")
+            finally:
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter
@@ -304,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     with args.out.open("a") as out:
         emit({**machine_info(device), "scale": args.scale, "resolution": args.resolution}, out)
         for arch in args.archs:
-            for record in check_arch(arch, args, device, t0):
+            # Streamed, one line as each measurement ends; the float student is freed first.
+            float_rows = check_arch(arch, args, device, t0)
+            for record in chain(float_rows, bench_quantized(arch, args, device, t0)):
                 emit(record, out)
                 records.append(record)
         emit({"name": "total", "wall_s": round(time.perf_counter() - t0, 1)}, out)

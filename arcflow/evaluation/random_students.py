@@ -96,19 +96,16 @@ def parameter_bytes(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def materialize_(
-    student: ArcFlowStudent, device: torch.device, seed: int = 0, std: float = 0.02
-) -> ArcFlowStudent:
-    """Give every meta parameter storage on ``device`` and a cheap random init, in place.
-
-    Matrices get N(0, std^2), norm scales 1, biases 0. Then the student is put back at its
-    documented initialisation (heads from the teacher projection, the final modulation copied,
-    LoRA B = 0), so that it starts as the teacher, as a real student does.
-    """
+def materialize_module_(
+    module: nn.Module, device: torch.device, seed: int = 0, std: float = 0.02
+) -> nn.Module:
+    """Give every meta parameter of ``module`` storage on ``device`` and a cheap random init
+    (matrices N(0, std^2), norm scales 1, biases 0), in place; RuntimeError if any tensor is
+    left on the meta device."""
     generator = torch.Generator(device=device).manual_seed(seed)
     made: dict[int, nn.Parameter] = {}  # shared parameters stay shared
-    for module in student.modules():
-        for name, param in list(module.named_parameters(recurse=False)):
+    for owner in module.modules():
+        for name, param in list(owner.named_parameters(recurse=False)):
             if not param.is_meta:
                 continue
             if id(param) not in made:
@@ -118,13 +115,27 @@ def materialize_(
                 else:
                     data.fill_(1.0 if name == "weight" else 0.0)
                 made[id(param)] = nn.Parameter(data, requires_grad=param.requires_grad)
-            setattr(module, name, made[id(param)])
-    student.to(device)
+            setattr(owner, name, made[id(param)])
+    module.to(device)
     leftover = [
-        name for name, t in [*student.named_parameters(), *student.named_buffers()] if t.is_meta
+        name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta
     ]
     if leftover:
         raise RuntimeError(f"tensors left on the meta device: {leftover[:5]}")
+    return module
+
+
+@torch.no_grad()
+def materialize_(
+    student: ArcFlowStudent, device: torch.device, seed: int = 0, std: float = 0.02
+) -> ArcFlowStudent:
+    """Give every meta parameter storage on ``device`` and a cheap random init, in place.
+
+    Matrices get N(0, std^2), norm scales 1, biases 0. Then the student is put back at its
+    documented initialisation (heads from the teacher projection, the final modulation copied,
+    LoRA B = 0), so that it starts as the teacher, as a real student does.
+    """
+    materialize_module_(student, device, seed, std)
     student.head.reset_parameters()
     forked = student.transformer.norm_out.linear
     forked.student.load_state_dict(forked.teacher.state_dict())

@@ -72,10 +72,12 @@ class ArchAdapter(ABC):
 
     def input_dtype(self, transformer: ModelMixin) -> torch.dtype:
         """dtype the base network computes in: that of its input embedding, or with float8
-        storage (diffusers' ``enable_layerwise_casting``) the compute dtype, which is what the
-        model's ``dtype`` reports then."""
+        storage (diffusers' ``enable_layerwise_casting``) or GGUF / bitsandbytes packed integer
+        weights the compute dtype, which is what the model's ``dtype`` reports then (torchao's
+        quantized weights report their compute dtype themselves)."""
         weight = getattr(transformer, self.input_embedder).weight
-        return transformer.dtype if is_float8(weight) else weight.dtype
+        packed = is_float8(weight) or not weight.dtype.is_floating_point
+        return transformer.dtype if packed else weight.dtype
 
     def lora_targets(self, transformer: nn.Module, attention: bool = False) -> list[str]:
         return released_lora_targets(self.name, transformer, attention)

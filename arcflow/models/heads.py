@@ -15,6 +15,8 @@ import math
 import torch
 from torch import nn
 
+from arcflow.models.quantization import dense_weight
+
 # The released initialisation of the log momentum rates r_k = ln(gamma_k): evenly spaced over
 # [ln 0.2, ln 4.0].
 RELEASED_LOG_GAMMA_RANGE = (math.log(0.2), math.log(4.0))
@@ -45,6 +47,9 @@ class ArcFlowHead(nn.Module):
         patch_size: p, the pixels per token side (2 for both pipelines).
         mean_bias_noise_std: std of the means bias noise; 0 gives exact teacher equality.
         generator: CPU generator for the noise (reproducible initialisation).
+        dtype: dtype of the heads; None takes the teacher's weight dtype. A quantized base passes
+            its compute dtype: the heads are never quantized (they start from the dequantized
+            teacher weight).
         log_gamma_range: ``(r_min, r_max)``, the span of the initial ``r_k = ln(gamma_k)``: a
             component's velocity changes by the factor ``gamma_k`` per unit of sigma travelled. An
             ``r_min`` of -30 starts components that decay within a few hundredths of sigma, which a
@@ -59,6 +64,7 @@ class ArcFlowHead(nn.Module):
         mean_bias_noise_std: float = 0.05,
         generator: torch.Generator | None = None,
         log_gamma_range: tuple[float, float] = RELEASED_LOG_GAMMA_RANGE,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if num_components < 1:
@@ -80,7 +86,10 @@ class ArcFlowHead(nn.Module):
         self.student_mode = True
 
         inner = teacher_proj.in_features
-        factory = {"device": teacher_proj.weight.device, "dtype": teacher_proj.weight.dtype}
+        factory = {
+            "device": teacher_proj.weight.device,
+            "dtype": dtype or teacher_proj.weight.dtype,
+        }
         self.teacher_proj = teacher_proj.requires_grad_(False)
         self.means = nn.Linear(inner, num_components * self.out_channels * pp, **factory)
         self.logits = nn.Linear(inner, num_components * pp, **factory)
@@ -95,7 +104,7 @@ class ArcFlowHead(nn.Module):
     ) -> None:
         """(Re-)initialise the heads from the teacher projection (see the class docstring)."""
         k, c, pp = self.num_components, self.out_channels, self.patch_size**2
-        teacher_w = self.teacher_proj.weight
+        teacher_w = dense_weight(self.teacher_proj, self.means.weight.dtype)
         teacher_b = self.teacher_proj.bias
         if teacher_b is None:
             teacher_b = teacher_w.new_zeros(teacher_w.shape[0])
@@ -165,20 +174,25 @@ class ForkedLinear(nn.Module):
 
     ``student`` starts as an exact copy of ``teacher``; ``teacher`` is frozen. The student copy may
     live in a wider dtype: its input is cast to it and its output back to the input dtype, so the
-    rest of the base network computes in the base dtype in both modes.
+    rest of the base network computes in the base dtype in both modes. A quantized ``teacher``
+    stays quantized; the copy is its dequantized weight in ``dtype`` (None: the teacher's dtype).
     """
 
-    def __init__(self, teacher: nn.Linear) -> None:
+    def __init__(self, teacher: nn.Linear, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.teacher = teacher.requires_grad_(False)
+        dtype = dtype or teacher.weight.dtype
         self.student = nn.Linear(
             teacher.in_features,
             teacher.out_features,
             bias=teacher.bias is not None,
             device=teacher.weight.device,
-            dtype=teacher.weight.dtype,
+            dtype=dtype,
         )
-        self.student.load_state_dict(teacher.state_dict())
+        with torch.no_grad():
+            self.student.weight.copy_(dense_weight(teacher, dtype))
+            if teacher.bias is not None:
+                self.student.bias.copy_(teacher.bias)
         self.student_mode = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from arcflow.models.arch import ArchAdapter, Cond, get_arch, is_float8
 from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE, ArcFlowHead, ForkedLinear
 from arcflow.models.lora import make_lora_config
 from arcflow.models.packing import PACK, unpack_tokens
+from arcflow.models.quantization import is_quantized
 
 LORA_ADAPTER_NAME = "default"
 # The head's modules (proj_out.means, ...), never the blocks' own proj_out layers.
@@ -120,6 +121,10 @@ class ArcFlowStudent(nn.Module):
             else lora_targets
         )
         generator = torch.Generator().manual_seed(init_seed)
+        # On a quantized base the new modules are created in the compute dtype from the
+        # dequantized teacher weights; the teacher's own layers stay quantized.
+        quantized = is_quantized(transformer)
+        new_dtype = adapter.input_dtype(transformer) if quantized else None
         transformer.proj_out = ArcFlowHead(
             transformer.proj_out,
             num_components,
@@ -127,8 +132,9 @@ class ArcFlowStudent(nn.Module):
             mean_bias_noise_std,
             generator,
             tuple(log_gamma_range),
+            dtype=new_dtype,
         )
-        transformer.norm_out.linear = ForkedLinear(transformer.norm_out.linear)
+        transformer.norm_out.linear = ForkedLinear(transformer.norm_out.linear, new_dtype)
         if lora_rank > 0:
             # New adapter tensors are created where the base lives (no host copy of a meta model).
             with torch.device(transformer.proj_out.teacher_proj.weight.device):
@@ -143,7 +149,11 @@ class ArcFlowStudent(nn.Module):
         # peft created in the float8 of the base layer it wraps is cast up here.
         skipped = transformer._skip_layerwise_casting_patterns or []
         transformer._skip_layerwise_casting_patterns = [*skipped, HEAD_MODULES_PATTERN]
-        if trainable_dtype is None and any(is_float8(p) for _, p in self._trainable_parameters()):
+        if trainable_dtype is None and (
+            quantized or any(is_float8(p) for _, p in self._trainable_parameters())
+        ):
+            # peft creates a LoRA beside a GGUF / bitsandbytes layer in float32: bring it (and
+            # any float8 copy) to the compute dtype.
             trainable_dtype = adapter.input_dtype(transformer)
 
         # peft leaves only the adapters trainable; state the whole trainable set explicitly.
@@ -279,7 +289,15 @@ class ArcFlowStudent(nn.Module):
         base (docs/benchmarks.md). A merged low-precision weight cannot be unmerged exactly, so
         the teacher is gone: :meth:`teacher_mode`, and with it training and teacher sampling,
         raises afterwards. The trainable tensors are kept, so the adapter still exports.
+
+        A quantized base is refused: its weights cannot take a float update without being
+        dequantized, which would give back the memory the quantization saved.
         """
+        if is_quantized(self.transformer):
+            raise ValueError(
+                "merge_lora needs a float base: this transformer is quantized, and merging would "
+                "dequantize it; sample with the LoRA beside the quantized layers instead"
+            )
         for layer in self._lora_modules:
             if not layer.merged:
                 layer.merge(adapter_names=[self.adapter_name])

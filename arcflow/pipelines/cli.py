@@ -192,6 +192,7 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser.add_argument(
         "--offload", action="store_true", help="model CPU offload (enable_model_cpu_offload)"
     )
+    add_quantize_arguments(parser)
     parser.add_argument(
         "--teacher-steps",
         type=int,
@@ -218,6 +219,26 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser.add_argument("--timestep-ratio", type=float, default=1.0, help="last-step ratio")
     parser.add_argument("--shift", type=float, default=3.2, help="static time shift")
     return parser
+
+
+def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--quantize SCHEME`` and ``--gguf FILE``: the base transformer's weight quantization."""
+    parser.add_argument(
+        "--quantize",
+        # arcflow.models.quantization.SCHEMES, written out: importing it loads torch before --help
+        choices=["none", "int8", "float8", "nf4", "gguf"],
+        default="none",
+        help="quantize the base transformer's weights (the ArcFlow heads and LoRA stay in "
+        "--dtype): int8 (torchao, CPU and CUDA), float8 (torchao, CUDA compute capability "
+        ">= 8.9), nf4 (bitsandbytes, CUDA), gguf (the --gguf file, CPU and CUDA)",
+    )
+    parser.add_argument(
+        "--gguf",
+        type=Path,
+        metavar="FILE",
+        help="with --quantize gguf: a GGUF file of the transformer (diffusers or original "
+        "parameter names); the rest of the pipeline still comes from --model",
+    )
 
 
 def read_prompts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
@@ -388,10 +409,20 @@ def quiet_libraries() -> None:
 
 
 def load_pipeline(
-    spec: CliSpec, model: str, adapter: str, dtype: torch.dtype, device: str, offload: bool
+    spec: CliSpec,
+    model: str,
+    adapter: str,
+    dtype: torch.dtype,
+    device: str,
+    offload: bool,
+    quantize: str = "none",
+    gguf: Path | None = None,
 ) -> Any:
-    """The pipeline with its adapter, on ``device`` (or offloaded to it); LoadError on failure."""
+    """The pipeline with its adapter, on ``device`` (or offloaded to it), its base transformer
+    quantized with ``quantize`` (:mod:`arcflow.models.quantization`); LoadError on failure."""
     from arcflow import pipelines
+    from arcflow.models.arch import get_arch
+    from arcflow.models.quantization import load_quantized_transformer
 
     pipeline_cls = getattr(pipelines, spec.pipeline)
     if not Path(model).expanduser().is_dir() and (
@@ -401,9 +432,23 @@ def load_pipeline(
             f"--model '{model}' is neither a local folder nor a Hub id ('owner/name'): point "
             "--model at a local diffusers pipeline folder (with model_index.json)."
         )
+    local = Path(model).expanduser().is_dir()
+    components = {}
+    if quantize != "none":
+        transformer_cls = get_arch(pipeline_cls.arch).transformer_cls
+        try:
+            components["transformer"] = load_quantized_transformer(
+                transformer_cls, model, quantize, dtype, gguf, local_files_only=local
+            )
+        except Exception as error:  # a bad file, or one of another model, reads as one line
+            raise LoadError(
+                f"could not load the {spec.name} transformer with --quantize {quantize} "
+                f"({_reason(error)}).\nHint: --gguf must be a GGUF file of this --model's "
+                "transformer; the other schemes quantize --model's own weights."
+            ) from error
     try:
         pipe = pipeline_cls.from_pretrained(
-            model, dtype=dtype, local_files_only=Path(model).expanduser().is_dir()
+            model, dtype=dtype, local_files_only=local, **components
         )
     except Exception as error:  # from_pretrained raises many types for one cause: a bad source
         where = "check that" if Path(model).expanduser().is_dir() else "without network access,"
@@ -524,6 +569,8 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.merge_lora and args.teacher_steps:
         parser.error("--merge-lora removes the teacher that --teacher-steps samples: drop one")
+    if args.merge_lora and args.quantize != "none":
+        parser.error("--merge-lora needs a float base: drop it, or --quantize")
     check_out(args.out)
 
 
@@ -531,15 +578,22 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
     """Device, dtype, model and adapter as the flags say; LoadError when nothing loads."""
     import torch
 
+    from arcflow.models.quantization import check_scheme
     from arcflow.models.student import resolve_dtype
 
     device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    try:
+        check_scheme(args.quantize, device, args.gguf)
+    except UserError as error:  # a LoadError: the web demo's start-up reports it as one line too
+        raise LoadError(str(error)) from None
     model, adapter = resolve_sources(spec, args)
     check_image_size(model, args.height, args.width)
-    pipe = load_pipeline(spec, model, adapter, resolve_dtype(dtype), device, args.offload)
+    pipe = load_pipeline(
+        spec, model, adapter, resolve_dtype(dtype), device, args.offload, args.quantize, args.gguf
+    )
     load_loras(pipe, args.lora)
     pipe.set_progress_bar_config(disable=True)
     if args.merge_lora:
@@ -571,6 +625,7 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         guidance_scale=guidance_scale,
         max_sequence_length=call["max_sequence_length"],
         dtype=dtype,
+        quantize=args.quantize,
         merge_lora=args.merge_lora,
         loras=" ".join(f"{path}:{weight:g}" for path, weight in args.lora),
     )

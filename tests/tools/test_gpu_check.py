@@ -24,6 +24,8 @@ def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
             "train/optimizer",
             "loop/student_merged",
             "loop/speedup_merged",
+            "loop/student_int8",  # the quantized bases that run on a CPU
+            "loop/student_gguf",
         ):
             assert (arch, name) in names, (arch, name)
     assert not [r for r in records if r.get("status") == "skipped"]
@@ -35,6 +37,8 @@ def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
         # On the CPU the optimiser is 32-bit AdamW: its state is the two float32 moments.
         assert not record["eight_bit"] and record["reason"]
         assert record["state_mb"] == pytest.approx(record["adamw_fp32_state_mb"], rel=0.01)
+    for record in (r for r in records if r.get("scheme")):
+        assert record["forwards"] == 2 and record["peak_mem_mb"] > 0 and record["median_ms"] > 0
     build = next(r for r in records if r["name"] == "build")
     assert build["num_components"] == 16 and 0 < build["trainable_params"] < build["params"]
     # The GPU run's dtypes: bf16 base; trainable tensors bf16 to sample (as the pipelines load
