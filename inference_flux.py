@@ -7,7 +7,8 @@
 Flags: python inference_flux.py --help (implementation: arcflow/pipelines/cli.py).
 """
 
-from arcflow.pipelines.cli import FLUX, main
+from arcflow.pipelines.cli import main
+from arcflow.pipelines.loading import FLUX
 
 if __name__ == "__main__":
     main(FLUX)

@@ -7,7 +7,8 @@
 Flags: python inference_qwen.py --help (implementation: arcflow/pipelines/cli.py).
 """
 
-from arcflow.pipelines.cli import QWEN_IMAGE, main
+from arcflow.pipelines.cli import main
+from arcflow.pipelines.loading import QWEN_IMAGE
 
 if __name__ == "__main__":
     main(QWEN_IMAGE)

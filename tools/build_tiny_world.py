@@ -143,8 +143,8 @@ class Builder:
 def export_vae(arch: str, stack: Path) -> None:
     import numpy as np
 
-    from arcflow.data.scenes import render_batch, sample_scene
-    from arcflow.data.tiny_stack import ASSEMBLERS, build_vae, load_trained, set_latent_statistics
+    from arcflow.tinyworld.scenes import render_batch, sample_scene
+    from arcflow.tinyworld.stack import ASSEMBLERS, build_vae, load_trained, set_latent_statistics
 
     vae = load_trained(build_vae(arch), CHECKPOINTS / f"vae_tiny_{STACK_NAMES[arch]}", "vae")
     rng = np.random.default_rng(1234)
@@ -154,8 +154,8 @@ def export_vae(arch: str, stack: Path) -> None:
 
 def export_decoder(arch: str, stack: Path) -> None:
     """The refined decoder (EMA) into the stack's VAE; encoder and latent scale unchanged."""
-    from arcflow.data.tiny_stack import ASSEMBLERS, load_trained
     from arcflow.models.vae import load_vae
+    from arcflow.tinyworld.stack import ASSEMBLERS, load_trained
 
     run = CHECKPOINTS / f"vae_tiny_{STACK_NAMES[arch]}_decoder"
     ASSEMBLERS[arch](stack, vae=load_trained(load_vae(str(stack)), run, "vae", partial=True))
@@ -171,8 +171,8 @@ def export_transformer(arch: str, run: str, out: Path, shipped: bool = False) ->
     import torch
     from mmengine.config import Config
 
-    from arcflow.data.tiny_stack import load_trained
     from arcflow.models.loading import build_transformer
+    from arcflow.tinyworld.stack import load_trained
 
     # The run's own architecture: a stage may have grown the model (transformer.deepen).
     architecture = Config.fromfile(f"configs/tiny/{run}.py").model.transformer.from_config
@@ -204,7 +204,7 @@ def export_adapter(config: str, out: Path) -> None:
 
 # ------------------------------------------------------------------------------ stacks
 def build_stack(builder: Builder, arch: str) -> None:
-    from arcflow.data.tiny_stack import ASSEMBLERS
+    from arcflow.tinyworld.stack import ASSEMBLERS
 
     name = STACK_NAMES[arch]
     stack = CHECKPOINTS / f"tiny-{name}"

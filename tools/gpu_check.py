@@ -70,9 +70,9 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     random_cond,
     student_config,
 )
+from arcflow.flow.sampling import make_noise  # noqa: E402
 from arcflow.models import ArcFlowStudent, count_parameters  # noqa: E402
 from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
-from arcflow.pipelines.sampling import make_noise  # noqa: E402
 
 DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
 SCHEDULE_CONFIG = REPO_ROOT / "configs/_base_/schedules/distill.py"

@@ -5,7 +5,7 @@
     student = dict(
         arch="flux",                                   # or "qwen_image"
         transformer=dict(
-            from_config="full",                        # "full" or a dict of constructor args
+            from_config="full",                        # a name ("full", "tiny") or a dict
             from_pretrained="black-forest-labs/FLUX.1-dev",  # Hub id or local folder (optional)
             subfolder="transformer",
             torch_dtype="bfloat16",
@@ -19,7 +19,8 @@ exports). Elsewhere ``from_pretrained`` loads the weights (checked against
 ``from_config`` when both are given); without it the base is randomly initialised (tiny models).
 ``deepen=2`` grows the loaded base to twice the depth in its default growable stack without
 changing its output, ``deepen=dict(transformer_blocks=2)`` a named stack
-(``arcflow.models.growth``); ``from_config`` then describes the grown model.
+(``arcflow.models.growth``). A ``from_config`` dict then describes the grown model; a name
+(``"tiny"``, ``arcflow.models.loading.named_config``) the model before growth.
 A misspelt key is a TypeError.
 """
 
@@ -34,7 +35,7 @@ from diffusers import ModelMixin
 
 from arcflow.models.arch import get_arch
 from arcflow.models.growth import Growth, deepen_transformer, deepened_config, growth_factors
-from arcflow.models.loading import build_transformer, load_base_transformer
+from arcflow.models.loading import build_transformer, load_base_transformer, named_config
 from arcflow.models.student import ArcFlowStudent
 
 
@@ -71,6 +72,8 @@ def build_base_from_cfg(
         )
     if isinstance(from_config, Mapping):
         from_config = dict(from_config)
+    elif isinstance(from_config, str):
+        from_config = deepened_config(arch, named_config(arch, from_config), deepen)
     if str(device) == "meta" and from_config is None and from_pretrained is not None:
         # The architecture from the model's config.json alone; no weights are read.
         from_config = deepened_config(
@@ -79,16 +82,15 @@ def build_base_from_cfg(
     if str(device) == "meta" or from_pretrained is None:
         if from_config is None:
             raise ValueError(
-                f"building on {device} needs transformer.from_config ('full' or constructor "
-                "args) or transformer.from_pretrained"
+                f"building on {device} needs transformer.from_config (an architecture name "
+                "such as 'full', or constructor args) or transformer.from_pretrained"
             )
         return build_transformer(arch, from_config, device=device, torch_dtype=torch_dtype)
     transformer = load_base_transformer(from_pretrained, arch, torch_dtype, subfolder)
     if grows:
         transformer = deepen_transformer(transformer, arch, deepen)
     if from_config is not None:
-        expected = get_arch(arch).full_config if from_config == "full" else from_config
-        for key, value in expected.items():
+        for key, value in from_config.items():
             loaded = transformer.config.get(key)
             if isinstance(value, (list, tuple)) and isinstance(loaded, (list, tuple)):
                 value, loaded = list(value), list(loaded)

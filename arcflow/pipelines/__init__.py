@@ -15,7 +15,6 @@ _EXPORTS = {
     "sample_teacher": "sampling",
     "student_sigmas": "sampling",
     "teacher_sigmas": "sampling",
-    "ARCFLOW_SHIFT": "base",
     "ArcFluxPipeline": "flux",
     "ArcQwenImagePipeline": "qwen_image",
 }

@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from arcflow.data.scenes import Scene, SceneObject, heldout_prompts, render_batch
 from arcflow.evaluation import harness
-from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.features import ClipScorer, EvaluatorFeatures, InceptionFeatures, to_uint8
 from arcflow.evaluation.metrics import PSNR_CAP_DB, psnr, wilson_interval
 from arcflow.evaluation.report import write_report
 from arcflow.models.vae import LatentCodec, load_vae
-from arcflow.pipelines import cli
+from arcflow.pipelines import loading
+from arcflow.tinyworld.evaluator import AttributeEvaluator
+from arcflow.tinyworld.scenes import Scene, SceneObject, heldout_prompts, render_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLERS = "teacher6,teacher2,linear2,arcflow1,arcflow2"
@@ -43,8 +43,8 @@ def flux_pipe(tiny_world_stack):
     from arcflow.models.adapter_format import load_arcflow_adapter
     from arcflow.models.loading import load_base_transformer
 
-    pipe = cli.load_pipeline(
-        cli.FLUX, str(tiny_world_stack.model), str(tiny_world_stack.adapter),
+    pipe = loading.load_pipeline(
+        loading.FLUX, str(tiny_world_stack.model), str(tiny_world_stack.adapter),
         torch.float32, "cpu", offload=False,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
@@ -208,8 +208,8 @@ def test_a_sampler_equal_to_the_teacher_agrees_perfectly(flux_pipe):
 def test_qwen_teacher_counts_both_cfg_forwards(tiny_world_qwen):
     """Qwen-Image's teacher runs true CFG (2 forwards a step, the empty negative prompt encoded
     as the pipeline does); the student runs once a step. Same noise as the pipeline."""
-    pipe = cli.load_pipeline(
-        cli.QWEN_IMAGE, str(tiny_world_qwen.model), str(tiny_world_qwen.adapter),
+    pipe = loading.load_pipeline(
+        loading.QWEN_IMAGE, str(tiny_world_qwen.model), str(tiny_world_qwen.adapter),
         torch.float32, "cpu", offload=False,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
@@ -251,7 +251,7 @@ def test_inception_features_load_a_torchscript_detector(tmp_path):
 def test_clip_scorer_reads_a_local_clip_folder(tmp_path):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from arcflow.data.tiny_stack import build_clip_tokenizer
+    from arcflow.tinyworld.stack import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
     text = dict(vocab_size=len(tokenizer), max_position_embeddings=77)

@@ -1,51 +1,27 @@
-"""Tiny real FLUX / Qwen-Image transformers (the diffusers classes at toy sizes, random weights),
-their conditioning and students, offered to the tests of this folder as the ``tiny`` fixture."""
+"""Tiny real FLUX / Qwen-Image transformers (``tiny_models``: the diffusers classes at the toy
+size, random weights), their conditioning and students, offered to the tests of this folder as the
+``tiny`` fixture."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import STUDENT_KWARGS, TOY, toy_transformer
 
-from arcflow.models import ArcFlowStudent, build_transformer
+from arcflow.models import ArcFlowStudent
 
 LATENT_CHANNELS = 4
 
 
 class TinyWorld:
-    configs = {
-        # guidance_embeds=True: the embedded-guidance path of FLUX.1-dev is exercised.
-        "flux": dict(
-            patch_size=1,
-            in_channels=16,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=16,
-            num_attention_heads=2,
-            joint_attention_dim=32,
-            pooled_projection_dim=32,
-            axes_dims_rope=(4, 4, 8),
-            guidance_embeds=True,
-        ),
-        "qwen_image": dict(
-            patch_size=2,
-            in_channels=16,
-            out_channels=4,
-            num_layers=2,
-            attention_head_dim=16,
-            num_attention_heads=3,
-            joint_attention_dim=16,
-            axes_dims_rope=(8, 4, 4),
-        ),
-    }
+    configs = TOY
 
     def base(self, arch: str, seed: int = 0, dtype: torch.dtype = torch.float32):
-        torch.manual_seed(seed)
-        return build_transformer(arch, self.configs[arch], device="cpu", torch_dtype=dtype)
+        return toy_transformer(arch, seed, dtype)
 
     def student(self, arch: str, dtype: torch.dtype = torch.float32, **kwargs) -> ArcFlowStudent:
         """K = 3, LoRA rank 2 without dropout unless overridden, on ``base(arch)``."""
-        defaults = dict(num_components=3, lora_rank=2, lora_alpha=2, lora_dropout=0.0)
-        return ArcFlowStudent(self.base(arch, dtype=dtype), arch, **{**defaults, **kwargs})
+        return ArcFlowStudent(self.base(arch, dtype=dtype), arch, **{**STUDENT_KWARGS, **kwargs})
 
     def cond(self, arch: str, batch: int = 2, seed: int = 1, negative_len: int = 5) -> dict:
         gen = torch.Generator().manual_seed(seed)

@@ -11,8 +11,9 @@ from diffusers import FluxPipeline, QwenImagePipeline
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
-from arcflow.data.scenes import VOCABULARY
-from arcflow.data.tiny_stack import (
+from arcflow.models.loading import build_transformer
+from arcflow.tinyworld.scenes import VOCABULARY
+from arcflow.tinyworld.stack import (
     ASSEMBLERS,
     FLUX_GUIDANCE_SCALE,
     FLUX_MAX_SEQUENCE_LENGTH,
@@ -22,7 +23,6 @@ from arcflow.data.tiny_stack import (
     build_vae,
     transformer_config,
 )
-from arcflow.models.loading import build_transformer
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = {"flux": FluxPipeline, "qwen_image": QwenImagePipeline}

@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from arcflow.data.scenes import parse_caption, render_batch, sample_item
-from arcflow.data.tiny_stack import (
-    ASSEMBLERS,
-    FLUX_GUIDANCE_SCALE,
-    build_vae,
-    transformer_config,
-)
-from arcflow.evaluation.attributes import AttributeEvaluator
-from arcflow.evaluation.caption_probe import (
+from arcflow.models.flow_matching import FlowMatchingTrainer
+from arcflow.tinyworld.caption_probe import (
     ATTRIBUTE_VALUES,
     VARIANTS,
     GuidedTeacher,
@@ -27,7 +20,14 @@ from arcflow.evaluation.caption_probe import (
     probe_prompts,
     renoise_probe,
 )
-from arcflow.models.flow_matching import FlowMatchingTrainer
+from arcflow.tinyworld.evaluator import AttributeEvaluator
+from arcflow.tinyworld.scenes import parse_caption, render_batch, sample_item
+from arcflow.tinyworld.stack import (
+    ASSEMBLERS,
+    FLUX_GUIDANCE_SCALE,
+    build_vae,
+    transformer_config,
+)
 
 
 @pytest.mark.parametrize("attribute", list(ATTRIBUTE_VALUES))
