@@ -4,7 +4,9 @@ under ``--import-mode=importlib`` they cannot import each other).
 - ``toy_transformer``: the diffusers FLUX / Qwen-Image classes at the ``"toy"`` size of
   ``arcflow.tinyworld.architectures`` (1 + 1 FLUX blocks, 4 latent channels), seeded random weights;
 - ``tiny_world_model``: a tiny-world diffusers folder (its text side, a random VAE and a random
-  ``"tiny"`` transformer), shaped like ``checkpoints/tiny-*`` without their training.
+  ``"tiny"`` transformer), shaped like ``checkpoints/tiny-*`` without their training;
+- ``text_and_vae_stacks``, ``scene_batch``, ``fixed_loss``, ``train_steps``: what the trainers'
+  tests share.
 """
 
 from __future__ import annotations
@@ -36,3 +38,41 @@ def tiny_world_model(folder: Path, arch: str, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     transformer = build_transformer(arch, "tiny", device="cpu")
     return ASSEMBLERS[arch](folder, build_vae(arch).eval(), transformer)
+
+
+def scene_batch(size: int = 4) -> dict:
+    """The first ``size`` training scenes of seed 0: ``image`` (B, 3, 64, 64) and ``prompt``."""
+    from arcflow.tinyworld.scenes import SceneDataset
+
+    items = [SceneDataset("train", seed=0)[i] for i in range(size)]
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "prompt": [item["prompt"] for item in items],
+    }
+
+
+def text_and_vae_stacks(root: Path) -> dict[str, str]:
+    """Tiny-world folders of both families with random VAEs and the real text side (no
+    transformer yet), as a teacher's training finds them."""
+    from arcflow.tinyworld.stack import ASSEMBLERS, build_vae
+
+    torch.manual_seed(0)
+    return {arch: str(ASSEMBLERS[arch](root / arch, vae=build_vae(arch))) for arch in ARCHS}
+
+
+def fixed_loss(model: torch.nn.Module, batch: dict) -> float:
+    """``model.loss(batch)`` with the same random draws (sigmas, noise, dropout) every call."""
+    torch.manual_seed(123)
+    with torch.no_grad():
+        return float(model.loss(batch)["loss"])
+
+
+def train_steps(model: torch.nn.Module, batch: dict, steps: int, lr: float) -> None:
+    """``steps`` Adam steps of ``model.train_step`` on ``batch``, each with the same draws."""
+    from mmengine.optim import OptimWrapper
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    wrapper = OptimWrapper(torch.optim.Adam(params, lr=lr))
+    for _ in range(steps):
+        torch.manual_seed(123)
+        model.train_step(batch, wrapper)

@@ -53,6 +53,16 @@ def _pretrained_config(arch: str, pretrained: str, subfolder: str | None) -> dic
     return {key: value for key, value in config.items() if key in accepted}
 
 
+def transformer_architecture(
+    arch: str, from_config: Mapping[str, Any] | str, deepen: Growth = 1
+) -> dict[str, Any]:
+    """Constructor arguments a ``transformer.from_config`` entry describes: a dict as it is (the
+    grown model), a name (``"full"``, ``"tiny"``: :func:`named_config`) grown by ``deepen``."""
+    if isinstance(from_config, str):
+        return deepened_config(arch, named_config(arch, from_config), deepen)
+    return dict(from_config)
+
+
 def build_base_from_cfg(
     arch: str,
     device: torch.device | str = "meta",
@@ -70,10 +80,8 @@ def build_base_from_cfg(
             f"transformer.deepen={deepen} grows a trained model: it needs "
             "transformer.from_pretrained (a random base is built at its size by from_config)"
         )
-    if isinstance(from_config, Mapping):
-        from_config = dict(from_config)
-    elif isinstance(from_config, str):
-        from_config = deepened_config(arch, named_config(arch, from_config), deepen)
+    if from_config is not None:
+        from_config = transformer_architecture(arch, from_config, deepen)
     if str(device) == "meta" and from_config is None and from_pretrained is not None:
         # The architecture from the model's config.json alone; no weights are read.
         from_config = deepened_config(

@@ -5,48 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mmengine.optim import OptimWrapper
+from tiny_models import fixed_loss, scene_batch, text_and_vae_stacks, train_steps
 from torch.utils.data import default_collate
 
 from arcflow.models.flow_matching import FlowMatchingTrainer, sample_sigmas
 from arcflow.models.loading import build_transformer
 from arcflow.tinyworld.architectures import LATENT_CHANNELS, transformer_config
 from arcflow.tinyworld.scene_latents import SceneLatentDataset
-from arcflow.tinyworld.scenes import SceneDataset
-from arcflow.tinyworld.stack import ASSEMBLERS, build_vae
-
-
-def _batch(size: int = 4) -> dict:
-    items = [SceneDataset("train", seed=0)[i] for i in range(size)]
-    return {
-        "image": torch.stack([item["image"] for item in items]),
-        "prompt": [item["prompt"] for item in items],
-    }
 
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory) -> dict[str, str]:
-    """Tiny stacks with random VAEs and the real text side (no transformer yet)."""
-    root = tmp_path_factory.mktemp("stacks")
-    torch.manual_seed(0)
-    return {
-        arch: str(ASSEMBLERS[arch](root / arch, vae=build_vae(arch)))
-        for arch in ("flux", "qwen_image")
-    }
-
-
-def _fixed_loss(model: FlowMatchingTrainer, batch: dict) -> float:
-    torch.manual_seed(123)  # same sigmas, noise and dropout for every evaluation
-    with torch.no_grad():
-        return float(model.loss(batch)["loss"])
-
-
-def _steps(model, batch: dict, steps: int, lr: float) -> None:
-    params = [p for p in model.parameters() if p.requires_grad]
-    wrapper = OptimWrapper(torch.optim.Adam(params, lr=lr))
-    for _ in range(steps):
-        torch.manual_seed(123)
-        model.train_step(batch, wrapper)
+    return text_and_vae_stacks(tmp_path_factory.mktemp("stacks"))
 
 
 def test_sigma_sampling_and_shift():
@@ -70,12 +40,12 @@ def test_flow_matching_lowers_loss_on_a_fixed_batch(stacks, arch):
     )
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("transformer.") for n in trainable)
-    batch = _batch()
+    batch = scene_batch()
     if arch == "flux":  # both losses: with and without a loss weight
         batch["loss_weight"] = 1.0 + torch.rand(4, 1, 16, 16)
-    before = _fixed_loss(model, batch)
-    _steps(model, batch, steps=8, lr=2e-3)
-    assert _fixed_loss(model, batch) < 0.8 * before
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, steps=8, lr=2e-3)
+    assert fixed_loss(model, batch) < 0.8 * before
 
 
 def test_guidance_distillation_target(stacks, tmp_path):
@@ -87,7 +57,7 @@ def test_guidance_distillation_target(stacks, tmp_path):
     model = FlowMatchingTrainer(
         "flux", source, stacks["flux"], cfg_teacher=dict(transformer=source, guidance_scale=1.0)
     )
-    batch = _batch(2)
+    batch = scene_batch(2)
     encoded = model.prompt_encoder(batch["prompt"])
     empty = model.empty_conditioning(encoded)
     x, sigma = torch.randn(2, LATENT_CHANNELS, 16, 16), torch.tensor([0.3, 0.8])
@@ -113,7 +83,7 @@ def test_guidance_distillation_target(stacks, tmp_path):
     assert not torch.allclose(embedded_at[0][1], embedded_at[1][1])  # the guidance input acts
     for per_sample_draws in (False, True):
         model.guidance_per_sample = per_sample_draws
-        _steps(model, batch, steps=1, lr=1e-3)
+        train_steps(model, batch, steps=1, lr=1e-3)
     assert not any(p.requires_grad for p in model.cfg_teacher.parameters())
 
 
@@ -134,7 +104,7 @@ def test_loss_weight_from_the_data_is_the_object_weighted_loss(stacks, tmp_path)
     model = FlowMatchingTrainer(
         "flux", dict(from_config="tiny"), stacks["flux"], text_dropout=0.5, guidance_scale=1.0
     )
-    got = _fixed_loss(model, batch)
+    got = fixed_loss(model, batch)
 
     torch.manual_seed(123)  # the trainer's draws, in its order: sigma, noise, text dropout
     with torch.no_grad():
@@ -157,6 +127,6 @@ def test_loss_weight_from_the_data_is_the_object_weighted_loss(stacks, tmp_path)
         unweighted = error.mean()
     assert got == float(expected)  # bitwise: the same operations on the same values
     assert got != pytest.approx(float(unweighted), rel=1e-3)  # and the weight acts
-    assert _fixed_loss(model, default_collate([plain[i] for i in range(6)])) == float(unweighted)
+    assert fixed_loss(model, default_collate([plain[i] for i in range(6)])) == float(unweighted)
     with pytest.raises(ValueError, match="per latent pixel"):
         model.loss({**batch, "loss_weight": torch.ones(6, 1, 64, 64)})

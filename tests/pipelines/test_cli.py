@@ -163,9 +163,10 @@ def test_load_errors_are_one_message(tiny_stacks, tmp_path, capsys, monkeypatch)
         assert cli.run(loading.FLUX, flux + args) == cli.EXIT_LOAD_ERROR
         err = capsys.readouterr().err
         assert err.startswith("error: ") and expected in err and "Traceback" not in err
-    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # a checkout without the tiny stacks
+    monkeypatch.chdir(tmp_path)  # run from a folder without the tiny stacks
     assert cli.run(loading.FLUX, flux + ["--preset", "tiny"]) == cli.EXIT_LOAD_ERROR
-    assert "tiny-flux" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "checkpoints/tiny-flux" in err and "repository root" in err
 
 
 @pytest.mark.slow
@@ -210,38 +211,43 @@ def test_torchrun_shards_equal_single_process(tiny_stacks, tmp_path):
 
 
 @pytest.mark.parametrize("spec", [loading.FLUX, loading.QWEN_IMAGE], ids=["flux", "qwen"])
-def test_tiny_preset(spec, tmp_path):
-    """The README's first command, once the tiny world is built (tools/build_tiny_world.py)."""
-    if not all((cli.REPO_ROOT / f).is_dir() for f in (spec.tiny_model, spec.tiny_adapter)):
-        pytest.skip(f"{spec.tiny_model} / {spec.tiny_adapter} not built")
+def test_tiny_preset(spec, tmp_path, monkeypatch):
+    """The README's first command, run from the repository root: the image size, text length and
+    guidance come from the stack folder's own sampling defaults."""
+    monkeypatch.chdir(REPO)
     out = tmp_path / "tiny.png"
     args = ["--preset", "tiny", "--prompt", "a red circle at the top left", "--out", str(out)]
     assert cli.run(spec, args) == 0
     pixels, text = pixels_and_text(out)
-    assert pixels.shape == (spec.tiny_size, spec.tiny_size, 3) and text["nfe"] == "2"
-    assert json.loads(text["arcflow"])["guidance_scale"] == spec.tiny_guidance_scale
+    defaults = loading.sampling_defaults(spec.tiny_model)
+    assert pixels.shape == (defaults["height"], defaults["width"], 3) and text["nfe"] == "2"
+    settings = json.loads(text["arcflow"])
+    assert settings["guidance_scale"] == defaults.get("guidance_scale")
+    assert settings["max_sequence_length"] == defaults.get("max_sequence_length", 512)
 
 
-def test_guidance_resolution():
+def test_call_settings_come_from_flags_then_the_model_folder(tmp_path):
+    """Each flag wins; unset ones come from the folder's sampling_defaults.json, then the
+    pipeline's own (None, 512 text tokens); a folder's bad file is one clear LoadError."""
     parser = cli.build_parser(loading.FLUX)
-    given = parser.parse_args(["--preset", "tiny", "--guidance-scale", "2.0", "--prompt", "x"])
-    assert loading.resolve_guidance(loading.FLUX, given) == 2.0
-    tiny = parser.parse_args(["--preset", "tiny", "--prompt", "x"])
-    assert loading.resolve_guidance(loading.FLUX, tiny) == loading.FLUX.tiny_guidance_scale
-    # The full-size models keep the adapter's default; the tiny Qwen-Image stack too (CFG 4.0).
-    assert loading.resolve_guidance(loading.FLUX, parser.parse_args(["--prompt", "x"])) is None
-    assert loading.resolve_guidance(loading.QWEN_IMAGE, tiny) is None
-
-
-def test_tiny_flux_guidance_is_the_one_its_students_learnt():
-    from mmengine.config import Config
-
-    from arcflow.tinyworld.stack import FLUX_GUIDANCE_SCALE
-
-    assert loading.FLUX.tiny_guidance_scale == FLUX_GUIDANCE_SCALE
-    for name in ("arcflow_tiny_flux", "linear_tiny_flux"):
-        config = Config.fromfile(cli.REPO_ROOT / "configs" / "tiny" / f"{name}.py")
-        assert config.model.student.guidance_scale == FLUX_GUIDANCE_SCALE, name
+    plain = parser.parse_args(["--prompt", "x"])
+    assert loading.resolve_call(str(tmp_path), plain) == dict(
+        height=None, width=None, max_sequence_length=512, guidance_scale=None
+    )
+    (tmp_path / loading.SAMPLING_DEFAULTS_FILE).write_text(
+        json.dumps(dict(height=64, width=64, max_sequence_length=32, guidance_scale=7.0))
+    )
+    assert loading.resolve_call(str(tmp_path), plain) == dict(
+        height=64, width=64, max_sequence_length=32, guidance_scale=7.0
+    )
+    given = parser.parse_args(["--prompt", "x", "--guidance-scale", "2", "--height", "32"])
+    assert loading.resolve_call(str(tmp_path), given) == dict(
+        height=32, width=64, max_sequence_length=32, guidance_scale=2.0
+    )
+    assert loading.resolve_call("owner/hub-model", plain)["height"] is None
+    (tmp_path / loading.SAMPLING_DEFAULTS_FILE).write_text(json.dumps(dict(steps=4)))
+    with pytest.raises(loading.LoadError, match="may only set"):
+        loading.resolve_call(str(tmp_path), plain)
 
 
 def test_image_size_that_does_not_fit_is_one_line(tiny_stacks, tmp_path, capsys):

@@ -11,9 +11,10 @@ from safetensors.torch import load_file, save_file
 
 from arcflow.engine.checkpoint_files import write_manifest
 from arcflow.engine.ema import trainable_parameters
+from arcflow.flow.sampling import make_noise, sample_student
 from arcflow.models import build_student_from_cfg
 from arcflow.models.distiller import ArcFlowDistiller
-from arcflow.pipelines import ArcFluxPipeline, make_noise, sample_student
+from arcflow.pipelines import ArcFluxPipeline
 from arcflow.pipelines.export import main as export_main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,54 +4,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mmengine.optim import OptimWrapper
+from tiny_models import fixed_loss, scene_batch, text_and_vae_stacks, train_steps
 from torch.utils.data import default_collate
 
 from arcflow.models.flow_matching import FlowMatchingTrainer
 from arcflow.tinyworld.scene_latents import SceneLatentDataset, latent_object_mask
-from arcflow.tinyworld.scenes import SceneDataset, parse_caption, sample_item
-from arcflow.tinyworld.stack import ASSEMBLERS, build_vae
+from arcflow.tinyworld.scenes import parse_caption, sample_item
 from arcflow.tinyworld.vae_trainer import VAETrainer
-
-
-def _batch(size: int = 4) -> dict:
-    items = [SceneDataset("train", seed=0)[i] for i in range(size)]
-    return {
-        "image": torch.stack([item["image"] for item in items]),
-        "prompt": [item["prompt"] for item in items],
-    }
 
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory) -> dict[str, str]:
-    """Tiny stacks with random VAEs and the real text side (no transformer yet)."""
-    root = tmp_path_factory.mktemp("stacks")
-    torch.manual_seed(0)
-    return {
-        arch: str(ASSEMBLERS[arch](root / arch, vae=build_vae(arch)))
-        for arch in ("flux", "qwen_image")
-    }
-
-
-def _fixed_loss(model: FlowMatchingTrainer, batch: dict) -> float:
-    torch.manual_seed(123)  # same sigmas, noise and dropout for every evaluation
-    with torch.no_grad():
-        return float(model.loss(batch)["loss"])
-
-
-def _steps(model, batch: dict, steps: int, lr: float) -> None:
-    params = [p for p in model.parameters() if p.requires_grad]
-    wrapper = OptimWrapper(torch.optim.Adam(params, lr=lr))
-    for _ in range(steps):
-        torch.manual_seed(123)
-        model.train_step(batch, wrapper)
+    return text_and_vae_stacks(tmp_path_factory.mktemp("stacks"))
 
 
 @pytest.mark.parametrize("arch", ["flux", "qwen_image"])
 def test_vae_trainer_lowers_reconstruction_loss(arch):
     torch.manual_seed(0)
     model = VAETrainer(arch)
-    batch = _batch(4)
+    batch = scene_batch(4)
 
     def loss() -> float:
         torch.manual_seed(1)
@@ -59,7 +30,7 @@ def test_vae_trainer_lowers_reconstruction_loss(arch):
             return float(sum(model.loss(batch).values()))
 
     before = loss()
-    _steps(model, batch, steps=6, lr=2e-3)
+    train_steps(model, batch, steps=6, lr=2e-3)
     assert loss() < 0.8 * before
 
 
@@ -83,7 +54,7 @@ def test_cached_scene_latents_give_the_image_loss(stacks, arch, tmp_path):
     weighted = SceneLatentDataset(
         stacks[arch], size=6, seed=0, cache_dir=str(tmp_path), object_weight=4.0
     )
-    images = _batch(6)
+    images = scene_batch(6)
     assert [dataset[i]["prompt"] for i in range(6)] == images["prompt"]
     latents = torch.stack([dataset[i]["latents"] for i in range(6)])
     torch.testing.assert_close(latents, model.encode(images["image"]), atol=1e-5, rtol=1e-5)
@@ -92,7 +63,7 @@ def test_cached_scene_latents_give_the_image_loss(stacks, arch, tmp_path):
     assert 0 < mask.mean() < 0.5  # objects: a minority of each scene
     torch.testing.assert_close(cached["loss_weight"], 1.0 + 4.0 * mask)
     images["loss_weight"] = 1.0 + 4.0 * mask
-    assert _fixed_loss(model, cached) == pytest.approx(_fixed_loss(model, images), rel=1e-5)
+    assert fixed_loss(model, cached) == pytest.approx(fixed_loss(model, images), rel=1e-5)
 
 
 def test_scene_latents_repeat_the_scenes_a_phrase_describes(stacks, tmp_path):
