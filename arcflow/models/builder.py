@@ -45,12 +45,17 @@ class ParamCounts(NamedTuple):
     total: int
 
 
+def _constructor_args(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a saved or built model's config that its class's constructor takes."""
+    cls = get_arch(arch).transformer_cls
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return {key: value for key, value in config.items() if key in accepted}
+
+
 def _pretrained_config(arch: str, pretrained: str, subfolder: str | None) -> dict[str, Any]:
     """Constructor arguments of the transformer saved at ``pretrained`` (its config.json)."""
     cls = get_arch(arch).transformer_cls
-    config = cls.load_config(pretrained, subfolder=subfolder)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    return {key: value for key, value in config.items() if key in accepted}
+    return _constructor_args(arch, cls.load_config(pretrained, subfolder=subfolder))
 
 
 def transformer_architecture(
@@ -107,6 +112,13 @@ def build_base_from_cfg(
                     f"{from_pretrained} has {key}={loaded!r}, the config expects {value!r}"
                 )
     return transformer.to(device)
+
+
+def base_architecture(arch: str, **transformer: Any) -> dict[str, Any]:
+    """Constructor arguments of the base a ``transformer=dict(...)`` entry builds, growth
+    included, with no weight read (built on the meta device): e.g. to rebuild a trained run's
+    model before loading its checkpoint."""
+    return _constructor_args(arch, build_base_from_cfg(arch, "meta", **transformer).config)
 
 
 def build_student_from_cfg(
