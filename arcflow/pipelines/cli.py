@@ -10,7 +10,10 @@ Defaults are the released models: ``black-forest-labs/FLUX.1-dev`` with the adap
 ``ymyy307/ArcFlow/arcflow-flux-2steps``, and ``Qwen/Qwen-Image`` with
 ``ymyy307/ArcFlow/arcflow-qwen-2steps`` (``<hub repo>/<subfolder>``: the published repository holds
 one subfolder per model). ``--preset tiny`` uses the tiny world's ``checkpoints/tiny-{flux,qwen}``
-and ``checkpoints/tiny-{flux,qwen}-arcflow`` at 64x64.
+and ``checkpoints/tiny-{flux,qwen}-arcflow`` under the current folder (the repository root).
+Image size, text length and guidance not given as flags come from the model folder's
+``sampling_defaults.json`` when it has one (the tiny stacks: 64x64, and FLUX's T5 length and
+guidance), else from the pipeline.
 """
 
 from __future__ import annotations
@@ -159,13 +162,13 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser.add_argument(
         "--guidance-scale",
         type=float,
-        help="FLUX: embedded guidance (3.5; the tiny preset: its teacher's); Qwen-Image: the "
+        help="FLUX: embedded guidance (3.5; a tiny stack: its teacher's); Qwen-Image: the "
         "teacher's CFG (4.0)",
     )
     parser.add_argument(
         "--max-sequence-length",
         type=int,
-        help="text tokens of the long encoder (default 512; the tiny FLUX preset: 32)",
+        help="text tokens of the long encoder (default 512; the tiny FLUX stack: 32)",
     )
     parser.add_argument("--timestep-ratio", type=float, default=1.0, help="last-step ratio")
     parser.add_argument("--shift", type=float, default=RELEASED_SHIFT, help="static time shift")
@@ -253,7 +256,7 @@ def add_stack_arguments(
     parser.add_argument(
         "--guidance-scale",
         type=float,
-        help="teacher guidance (default: released; the tiny preset: its teacher's)",
+        help="teacher guidance (default: released; a tiny stack: its teacher's)",
     )
     parser.add_argument("--device", help="default: cuda if available, else cpu")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
