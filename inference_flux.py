@@ -7,8 +7,10 @@
 Flags: python inference_flux.py --help (implementation: arcflow/pipelines/cli.py).
 """
 
+from pathlib import Path
+
 from arcflow.pipelines.cli import main
 from arcflow.pipelines.loading import FLUX
 
 if __name__ == "__main__":
-    main(FLUX)
+    main(FLUX.under(Path(__file__).resolve().parent))

@@ -35,10 +35,6 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed package
-RELEASED_STUDENT_CONFIGS = {
-    "flux": REPO_ROOT / "configs/_base_/models/flux_student.py",
-    "qwen_image": REPO_ROOT / "configs/_base_/models/qwen_student.py",
-}
 
 from arcflow.errors import run_cli  # noqa: E402
 from arcflow.evaluation.benchmark import (  # noqa: E402
@@ -52,6 +48,7 @@ from arcflow.evaluation.benchmark import (  # noqa: E402
     markdown_table,
 )
 from arcflow.evaluation.random_students import (  # noqa: E402
+    RELEASED_STUDENT_CONFIGS,
     TEXT_LENGTHS,
     TINY_TEXT_LENGTHS,
     VAE_FACTOR,
@@ -61,6 +58,7 @@ from arcflow.evaluation.random_students import (  # noqa: E402
 )
 from arcflow.flow.sampling import make_noise  # noqa: E402
 from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
+from arcflow.pipelines.loading import FLUX, QWEN_IMAGE  # noqa: E402
 
 ARCH_ALIASES = {"flux": "flux", "qwen": "qwen_image", "qwen_image": "qwen_image"}
 
@@ -137,11 +135,12 @@ def run(args: argparse.Namespace) -> list[Record]:
 
     if args.pipeline:
         arch = ARCH_ALIASES[args.pipeline]
+        tiny = (FLUX if arch == "flux" else QWEN_IMAGE).under(REPO_ROOT)
         keep(
             bench_pipeline(
                 arch,
-                args.model,
-                args.adapter,
+                args.model or tiny.tiny_model,
+                args.adapter or tiny.tiny_adapter,
                 device,
                 dtype,
                 args.resolution,
@@ -157,7 +156,7 @@ def run(args: argparse.Namespace) -> list[Record]:
         archs = [ARCH_ALIASES[args.full_size]] if args.full_size else args.archs
     resolution = args.resolution or (128 if args.tiny else 1024)
     for arch in dict.fromkeys(ARCH_ALIASES[a] for a in archs):
-        config = student_config(RELEASED_STUDENT_CONFIGS[arch], args.tiny, dtype)
+        config = student_config(REPO_ROOT / RELEASED_STUDENT_CONFIGS[arch], args.tiny, dtype)
         student = build_random_student(config, device)
         student.set_trainable_dtype(dtype)  # as load_arcflow_adapter gives the student
         lengths = (TINY_TEXT_LENGTHS if args.tiny else TEXT_LENGTHS)[arch]

@@ -29,7 +29,9 @@ from arcflow.pipelines import cli, loading
 
 # torch and the harness load after argument parsing: --help and usage errors stay instant.
 DEFAULT_SAMPLERS = "teacher50,teacher2,linear2,arcflow1,arcflow2,arcflow4"
-SPECS = {"flux": loading.FLUX, "qwen_image": loading.QWEN_IMAGE}
+ROOT = Path(__file__).resolve().parents[1]
+# The tiny preset's checkpoints are the repository's, whatever the current folder.
+SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
 TINY_EVALUATOR = "checkpoints/tiny-evaluator"
 
 

@@ -61,6 +61,7 @@ from arcflow.evaluation.benchmark import (  # noqa: E402
     synchronize,
 )
 from arcflow.evaluation.random_students import (  # noqa: E402
+    RELEASED_STUDENT_CONFIGS,
     TEXT_LENGTHS,
     TINY_TEXT_LENGTHS,
     VAE_FACTOR,
@@ -195,7 +196,8 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
     """Yield the records of one architecture; skips are records too."""
     tiny = args.scale == "tiny"
     dtype = getattr(torch, args.dtype)
-    cfg = student_config(arch, tiny, dtype, gradient_checkpointing=True)
+    config = REPO_ROOT / RELEASED_STUDENT_CONFIGS[arch]
+    cfg = student_config(config, tiny, dtype, gradient_checkpointing=True)
     start = time.perf_counter()
     student = build_meta_student(cfg)
     weights = parameter_bytes(student)

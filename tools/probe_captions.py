@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from arcflow.models.flow_matching import FlowMatchingTrainer
 
 # The tiny presets of inference_{flux,qwen}.py: stack folders and prompt lengths.
-SPECS = {"flux": loading.FLUX, "qwen_image": loading.QWEN_IMAGE}
+ROOT = Path(__file__).resolve().parents[1]
+# The tiny preset's checkpoints are the repository's, whatever the current folder.
+SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,9 @@ from arcflow.errors import run_cli
 from arcflow.flow.time import RELEASED_NFE
 from arcflow.pipelines import cli, loading
 
-SPECS = {"flux": loading.FLUX, "qwen_image": loading.QWEN_IMAGE}
+ROOT = Path(__file__).resolve().parents[1]
+# The tiny preset's checkpoints are the repository's, whatever the current folder.
+SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,11 +43,13 @@ def build_parser(spec: loading.CliSpec) -> argparse.ArgumentParser:
 
 
 def parse_args(
-    argv: list[str] | None = None,
+    argv: list[str] | None = None, root: str | Path | None = None
 ) -> tuple[loading.CliSpec, argparse.Namespace, list[str]]:
     """The model family, its parsed flags and the prompts they name (the page's examples);
-    usage errors exit through argparse."""
+    usage errors exit through argparse. ``root``: the folder the tiny preset's checkpoints are
+    under (default: the current folder)."""
     spec = ARCHS[_arch(argv)]
+    spec = spec if root is None else spec.under(root)
     parser = build_parser(spec)
     args = parser.parse_args(argv)
     cli.check_arguments(args, parser)
@@ -59,9 +61,9 @@ def parse_args(
     return spec, args, prompts
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, root: str | Path | None = None) -> int:
     """Load the model once, then serve the page until interrupted; 2 when nothing loads."""
-    spec, args, prompts = parse_args(argv)
+    spec, args, prompts = parse_args(argv, root)
     loading.quiet_libraries()
     try:
         loaded = cli.load_from_args(spec, args)

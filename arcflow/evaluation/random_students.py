@@ -18,6 +18,11 @@ from torch import nn
 from arcflow.models import ArcFlowStudent, build_student_from_cfg
 from arcflow.models.arch import Cond
 
+# The released students' configs, relative to the repository (callers join them to its folder).
+RELEASED_STUDENT_CONFIGS = {
+    "flux": "configs/_base_/models/flux_student.py",
+    "qwen_image": "configs/_base_/models/qwen_student.py",
+}
 # The CPU benchmark's small random architectures, of the released ones' structure (registered by
 # name: arcflow.registry.ARCHITECTURES).
 TINY_ARCHITECTURE = "benchmark"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +32,19 @@ class CliSpec:
     pipeline: str  # class name in arcflow.pipelines
     default_model: str
     default_adapter: str  # "<repo>/<subfolder>" on the Hub
-    # The tiny preset's folders, relative to the current folder (the repository root); their
-    # image size, text length and guidance come from the model folder's sampling defaults.
+    # The tiny preset's folders: relative to the current folder, or under the folder an entry
+    # script names (``under``); their image size, text length and guidance come from the model
+    # folder's sampling defaults.
     tiny_model: str
     tiny_adapter: str
+
+    def under(self, root: str | Path) -> CliSpec:
+        """This spec with the tiny preset's folders under ``root`` (an entry script's folder,
+        so that the preset works from any current folder)."""
+        root = Path(root)
+        return replace(
+            self, tiny_model=str(root / self.tiny_model), tiny_adapter=str(root / self.tiny_adapter)
+        )
 
 
 FLUX = CliSpec(
@@ -80,9 +89,9 @@ def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
         ):
             if given is None and not Path(default).is_dir():
                 raise LoadError(
-                    f"the tiny preset needs {default} under the current folder ({Path.cwd()}), "
-                    "which does not exist. Run from the repository root, build the tiny world "
-                    f"first (python tools/build_tiny_world.py), or pass {flag} with a local folder."
+                    f"the tiny preset needs {Path(default).resolve()}, which does not exist. "
+                    "Build the tiny world first (python tools/build_tiny_world.py, from the "
+                    f"repository root), or pass {flag} with a local folder."
                 )
         model = model or str(Path(spec.tiny_model).resolve())
         adapter = adapter or str(Path(spec.tiny_adapter).resolve())

@@ -14,10 +14,7 @@ import torch
 from arcflow.evaluation import benchmark, random_students
 
 ROOT = Path(__file__).resolve().parents[2]
-STUDENT_CONFIGS = {
-    "flux": ROOT / "configs/_base_/models/flux_student.py",
-    "qwen_image": ROOT / "configs/_base_/models/qwen_student.py",
-}
+STUDENT_CONFIGS = {a: ROOT / f for a, f in random_students.RELEASED_STUDENT_CONFIGS.items()}
 
 
 def test_time_call_takes_the_median_after_warmup():
