@@ -48,19 +48,29 @@ def test_every_stage_is_a_tiny_config_of_its_arch(build_tool):
 
 
 def test_each_stage_declares_the_architecture_it_loads(build_tool):
-    """A stage's export has the architecture its config builds; a stage loading it must expect
-    it, grown by its ``deepen`` factor (stage B once still expected stage A3's depth from A4)."""
+    """Each stage builds the architecture of the export it loads, grown by its ``deepen`` factor;
+    where a stage names one (``from_config``: a name such as ``"tiny"``, grown by ``deepen``,
+    or constructor arguments), the two agree (stage B once still expected stage A3's depth from
+    A4). A stage without ``from_config`` takes the loaded export's."""
+    from arcflow.models.builder import transformer_architecture
     from arcflow.models.growth import deepened_config
 
     for arch, stages in build_tool.TEACHER_STAGES.items():
-        for (stage, run), earlier in zip(
-            stages[1:], _earlier_exports(build_tool, arch, stages)[1:]
-        ):
-            model = _config(run).model
-            source = earlier[model.transformer.from_pretrained]
-            exported = dict(_config(source).model.transformer.from_config)
-            loaded = deepened_config(arch, exported, model.transformer.get("deepen", 1))
-            assert dict(model.transformer.from_config) == loaded, (arch, stage)
+        built: dict[str, dict] = {}  # config name -> the architecture its run trains
+        for (stage, run), earlier in zip(stages, _earlier_exports(build_tool, arch, stages)):
+            transformer = _config(run).model.transformer
+            deepen = transformer.get("deepen", 1)
+            declared = transformer.get("from_config")
+            if declared is not None:
+                declared = transformer_architecture(arch, declared, deepen)
+            if "from_pretrained" not in transformer:
+                assert declared is not None, (arch, stage)
+                built[run] = declared
+                continue
+            source = built[earlier[transformer.from_pretrained]]
+            loaded = deepened_config(arch, source, deepen)
+            assert declared in (None, loaded), (arch, stage)
+            built[run] = loaded
 
 
 class _Recorder:
