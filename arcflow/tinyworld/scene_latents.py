@@ -78,7 +78,7 @@ class SceneLatentDataset(Dataset):
             for (colour, shape, size, position) combinations that training never shows, and a
             (colour, shape, position) seen with one size only comes with that size in every
             caption that leaves the size out, which can teach a model to draw it whatever size a
-            prompt states (configs/tiny/teacher_tiny_flux_sizes.py measures the effect).
+            prompt states.
     """
 
     def __init__(
