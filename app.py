@@ -9,8 +9,9 @@ arcflow/app/).
 """
 
 import sys
+from pathlib import Path
 
 from arcflow.app.server import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(root=Path(__file__).resolve().parent))

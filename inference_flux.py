@@ -7,7 +7,10 @@
 Flags: python inference_flux.py --help (implementation: arcflow/pipelines/cli.py).
 """
 
-from arcflow.pipelines.cli import FLUX, main
+from pathlib import Path
+
+from arcflow.pipelines.cli import main
+from arcflow.pipelines.loading import FLUX
 
 if __name__ == "__main__":
-    main(FLUX)
+    main(FLUX.under(Path(__file__).resolve().parent))

@@ -7,7 +7,10 @@
 Flags: python inference_qwen.py --help (implementation: arcflow/pipelines/cli.py).
 """
 
-from arcflow.pipelines.cli import QWEN_IMAGE, main
+from pathlib import Path
+
+from arcflow.pipelines.cli import main
+from arcflow.pipelines.loading import QWEN_IMAGE
 
 if __name__ == "__main__":
-    main(QWEN_IMAGE)
+    main(QWEN_IMAGE.under(Path(__file__).resolve().parent))

@@ -19,7 +19,11 @@ MODELS = Registry(
     "model",
     parent=MMENGINE_MODELS,
     scope="arcflow",
-    locations=["arcflow.models.distiller", "arcflow.models.flow_matching"],
+    locations=[
+        "arcflow.models.distiller",
+        "arcflow.models.flow_matching",
+        "arcflow.tinyworld.vae_trainer",
+    ],
 )
 DATASETS = Registry(
     "dataset",
@@ -28,7 +32,7 @@ DATASETS = Registry(
     locations=[
         "arcflow.data.prompts",
         "arcflow.data.prompt_cache",
-        "arcflow.data.registered",
+        "arcflow.tinyworld.datasets",
         "arcflow.data.image_latents",
     ],
 )
@@ -63,4 +67,10 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
     scope="arcflow",
     locations=["arcflow.engine"],
+)
+# Named base-transformer sizes, ``transformer=dict(from_config=NAME)``: functions
+# ``arch -> constructor arguments``. "full" (the released models) is built into arcflow.models;
+# the tiny world registers its sizes ("tiny", "toy", "benchmark"), imported on first look-up.
+ARCHITECTURES = Registry(
+    "transformer architecture", scope="arcflow", locations=["arcflow.tinyworld.architectures"]
 )

@@ -11,7 +11,7 @@ import pytest
 
 from arcflow.engine.launch import ConfigError
 from arcflow.errors import EXIT_USAGE, UserError, run_cli
-from arcflow.pipelines import cli
+from arcflow.pipelines import cli, loading
 from tests.engine.conftest import CONFIG, ROOT, train_in_process
 
 
@@ -24,7 +24,7 @@ def one_line(capsys) -> str:
 
 
 def inference(*args: str) -> int:
-    return run_cli(lambda argv: cli.run(cli.FLUX, argv), ["--prompt", "a red circle", *args])
+    return run_cli(lambda argv: cli.run(loading.FLUX, argv), ["--prompt", "a red circle", *args])
 
 
 def test_config_not_found_names_the_closest(capsys):

@@ -8,7 +8,7 @@
 
 Per architecture it reports, as JSON lines and a markdown table:
 
-- ``loop/student`` and ``loop/teacher``: the denoising loop alone (arcflow.pipelines.sampling),
+- ``loop/student`` and ``loop/teacher``: the denoising loop alone (arcflow.flow.sampling),
   student at ``--nfe`` evaluations vs teacher Euler at ``--teacher-steps`` steps (Qwen-Image's
   teacher: true CFG, two forwards a step), median of ``--repeats`` runs after ``--warmup``, peak
   memory, and ``loop/speedup`` = teacher median / student median;
@@ -48,6 +48,7 @@ from arcflow.evaluation.benchmark import (  # noqa: E402
     markdown_table,
 )
 from arcflow.evaluation.random_students import (  # noqa: E402
+    RELEASED_STUDENT_CONFIGS,
     TEXT_LENGTHS,
     TINY_TEXT_LENGTHS,
     VAE_FACTOR,
@@ -55,8 +56,9 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     random_cond,
     student_config,
 )
+from arcflow.flow.sampling import make_noise  # noqa: E402
 from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
-from arcflow.pipelines.sampling import make_noise  # noqa: E402
+from arcflow.pipelines.loading import FLUX, QWEN_IMAGE  # noqa: E402
 
 ARCH_ALIASES = {"flux": "flux", "qwen": "qwen_image", "qwen_image": "qwen_image"}
 
@@ -133,11 +135,12 @@ def run(args: argparse.Namespace) -> list[Record]:
 
     if args.pipeline:
         arch = ARCH_ALIASES[args.pipeline]
+        tiny = (FLUX if arch == "flux" else QWEN_IMAGE).under(REPO_ROOT)
         keep(
             bench_pipeline(
                 arch,
-                args.model,
-                args.adapter,
+                args.model or tiny.tiny_model,
+                args.adapter or tiny.tiny_adapter,
                 device,
                 dtype,
                 args.resolution,
@@ -153,7 +156,8 @@ def run(args: argparse.Namespace) -> list[Record]:
         archs = [ARCH_ALIASES[args.full_size]] if args.full_size else args.archs
     resolution = args.resolution or (128 if args.tiny else 1024)
     for arch in dict.fromkeys(ARCH_ALIASES[a] for a in archs):
-        student = build_random_student(student_config(arch, args.tiny, dtype), device)
+        config = student_config(REPO_ROOT / RELEASED_STUDENT_CONFIGS[arch], args.tiny, dtype)
+        student = build_random_student(config, device)
         student.set_trainable_dtype(dtype)  # as load_arcflow_adapter gives the student
         lengths = (TINY_TEXT_LENGTHS if args.tiny else TEXT_LENGTHS)[arch]
         cond = random_cond(student, args.batch, lengths, device)

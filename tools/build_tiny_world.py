@@ -288,8 +288,8 @@ class Builder:
 def export_vae(stage: Stage) -> None:
     import numpy as np
 
-    from arcflow.data.scenes import render_batch, sample_scene
-    from arcflow.data.tiny_stack import ASSEMBLERS, build_vae, load_trained, set_latent_statistics
+    from arcflow.tinyworld.scenes import render_batch, sample_scene
+    from arcflow.tinyworld.stack import ASSEMBLERS, build_vae, load_trained, set_latent_statistics
 
     vae = load_trained(build_vae(stage.arch), CHECKPOINTS / stage.run, "vae")
     rng = np.random.default_rng(1234)
@@ -299,8 +299,8 @@ def export_vae(stage: Stage) -> None:
 
 def export_decoder(stage: Stage) -> None:
     """The refined decoder (EMA) into the stack's VAE; encoder and latent scale unchanged."""
-    from arcflow.data.tiny_stack import ASSEMBLERS, load_trained
     from arcflow.models.vae import load_vae
+    from arcflow.tinyworld.stack import ASSEMBLERS, load_trained
 
     stack = stack_dir(stage.arch)
     vae = load_trained(load_vae(str(stack)), CHECKPOINTS / stage.run, "vae", partial=True)
@@ -316,8 +316,8 @@ def export_transformer(stage: Stage, stages: list[Stage]) -> None:
     """
     from mmengine.config import Config
 
-    from arcflow.data.tiny_stack import load_trained
     from arcflow.models.builder import build_base_from_cfg
+    from arcflow.tinyworld.stack import load_trained
 
     # The run's own architecture, built as its training built it: from its input export (grown
     # by transformer.deepen, if the stage grows it) or from the named size.
@@ -374,7 +374,7 @@ def run_stage(builder: Builder, stage: Stage, stages: list[Stage]) -> None:
 
 
 def build_stack(builder: Builder, arch: str) -> None:
-    from arcflow.data.tiny_stack import ASSEMBLERS
+    from arcflow.tinyworld.stack import ASSEMBLERS
 
     name = STACK_NAMES[arch]
     stack = stack_dir(arch)

@@ -25,11 +25,13 @@ import sys
 from pathlib import Path
 
 from arcflow.errors import run_cli
-from arcflow.pipelines import cli
+from arcflow.pipelines import cli, loading
 
 # torch and the harness load after argument parsing: --help and usage errors stay instant.
 DEFAULT_SAMPLERS = "teacher50,teacher2,linear2,arcflow1,arcflow2,arcflow4"
-SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
+ROOT = Path(__file__).resolve().parents[1]
+# The tiny preset's checkpoints are the repository's, whatever the current folder.
+SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
 TINY_EVALUATOR = "checkpoints/tiny-evaluator"
 
 
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = args.preset == "tiny"
     linear = args.linear_adapter
     if linear is None and tiny:
-        linear = str(cli.REPO_ROOT / spec.tiny_adapter.replace("-arcflow", "-linear"))
+        linear = str(Path(spec.tiny_adapter.replace("-arcflow", "-linear")).resolve())
     used = {s.kind for s in samplers}
     if "linear" in used and not (linear and Path(linear).is_dir()):
         parser.error(
@@ -103,16 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     if evaluator_path and not Path(evaluator_path).is_dir():
         parser.error(f"attribute evaluator {evaluator_path} not found (tools/train_evaluator.py)")
 
-    cli.quiet_libraries()
+    loading.quiet_libraries()
 
-    from arcflow.data.scenes import heldout_prompts, render_batch
     from arcflow.evaluation import features, harness, report
-    from arcflow.evaluation.attributes import AttributeEvaluator
     from arcflow.models.loading import folder_fingerprint
+    from arcflow.tinyworld.evaluator import AttributeEvaluator
+    from arcflow.tinyworld.scenes import heldout_prompts, render_batch
+    from arcflow.tinyworld.scoring import EvaluatorFeatures, SceneCaptionScorer
 
     try:
         stack = harness.load_stack(spec, args, folders)
-    except cli.LoadError as error:
+    except loading.LoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return cli.EXIT_LOAD_ERROR
     device = stack.device
@@ -128,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--prompts-file {args.prompts_file} does not exist")
         lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
         texts = [line.strip() for line in lines if line.strip()]
-    evaluator = None
+    scorer = None
     spaces: list[features.FeatureSpace] = []
     if evaluator_path:
         evaluator = AttributeEvaluator.from_pretrained(evaluator_path).to(device)
-        spaces.append(features.EvaluatorFeatures(evaluator))
+        scorer = SceneCaptionScorer(evaluator)
+        spaces.append(EvaluatorFeatures(evaluator))
     clip = None
     try:
         if args.inception:
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         batch_prompts=args.batch_prompts,
         feature_spaces=spaces,
-        evaluator=evaluator,
+        scorer=scorer,
         real_images=real_images,
         clip=clip,
         grid_prompts=args.grid_prompts,

@@ -70,6 +70,7 @@ from arcflow.evaluation.benchmark import (  # noqa: E402
     time_call,
 )
 from arcflow.evaluation.random_students import (  # noqa: E402
+    RELEASED_STUDENT_CONFIGS,
     TEXT_LENGTHS,
     TINY_TEXT_LENGTHS,
     VAE_FACTOR,
@@ -80,6 +81,7 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     random_cond,
     student_config,
 )
+from arcflow.flow.sampling import make_noise, sample_student  # noqa: E402
 from arcflow.models import ArcFlowStudent, count_parameters  # noqa: E402
 from arcflow.models.loading import build_transformer  # noqa: E402
 from arcflow.models.quantization import (  # noqa: E402
@@ -88,7 +90,6 @@ from arcflow.models.quantization import (  # noqa: E402
     quantize_in_memory,
 )
 from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
-from arcflow.pipelines.sampling import make_noise, sample_student  # noqa: E402
 
 DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
 SCHEDULE_CONFIG = REPO_ROOT / "configs/_base_/schedules/distill.py"
@@ -211,7 +212,8 @@ def check_arch(arch: str, args: argparse.Namespace, device: torch.device, t0: fl
     """Yield the records of one architecture; skips are records too."""
     tiny = args.scale == "tiny"
     dtype = getattr(torch, args.dtype)
-    cfg = student_config(arch, tiny, dtype, gradient_checkpointing=True)
+    config = REPO_ROOT / RELEASED_STUDENT_CONFIGS[arch]
+    cfg = student_config(config, tiny, dtype, gradient_checkpointing=True)
     start = time.perf_counter()
     student = build_meta_student(cfg)
     weights = parameter_bytes(student)

@@ -17,7 +17,7 @@ along its path and of the student at the start of each of its steps. The fractio
 spread that the plane misses is printed in the title: near 0, the picture is the whole story.
 
 Any model with ``student_policy`` / ``teacher_velocity`` works (see
-``arcflow.pipelines.sampling.SupportsSampling``): the analytic toy below, a tiny or full student.
+``arcflow.flow.sampling.SupportsSampling``): the analytic toy below, a tiny or full student.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from arcflow.errors import run_cli  # noqa: E402
 from arcflow.flow import ArcFlowPolicy  # noqa: E402
-from arcflow.pipelines.sampling import (  # noqa: E402
+from arcflow.flow.sampling import (  # noqa: E402
     Cond,
     SupportsSampling,
     make_noise,
@@ -47,6 +47,7 @@ from arcflow.pipelines.sampling import (  # noqa: E402
     student_sigmas,
     teacher_sigmas,
 )
+from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT  # noqa: E402
 
 
 class AnalyticToy(nn.Module):
@@ -125,9 +126,9 @@ def trajectories(
     model: SupportsSampling,
     noise: torch.Tensor,
     cond: Cond,
-    nfe: int = 2,
+    nfe: int = RELEASED_NFE,
     teacher_steps: int = 50,
-    shift: float = 3.2,
+    shift: float = RELEASED_SHIFT,
     points_per_step: int = 24,
     arrows: int = 10,
     linear_model: SupportsSampling | None = None,
@@ -219,23 +220,25 @@ def load_pipeline_model(
     """The student of a pipeline folder + adapter (default: the shipped tiny stack), its
     conditioning (Qwen-Image: with the empty negative prompt of the teacher's CFG) and the latent
     side of a ``size``-pixel image (default: 64 for the tiny stack, else 1024)."""
-    from arcflow.pipelines.cli import FLUX, QWEN_IMAGE, load_pipeline, quiet_libraries
+    from arcflow.pipelines.loading import (
+        DEFAULT_MAX_SEQUENCE_LENGTH,
+        FLUX,
+        QWEN_IMAGE,
+        load_pipeline,
+        quiet_libraries,
+        sampling_defaults,
+    )
 
     spec = FLUX if arch == "flux" else QWEN_IMAGE
     quiet_libraries()
-    tiny = model is None
-    pipe = load_pipeline(
-        spec,
-        model or str(REPO_ROOT / spec.tiny_model),
-        adapter or str(REPO_ROOT / spec.tiny_adapter),
-        torch.float32,
-        "cpu",
-        offload=False,
-    )
-    max_length = spec.tiny_max_sequence_length if tiny else 512
+    model = model or str(REPO_ROOT / spec.tiny_model)
+    adapter = adapter or str(REPO_ROOT / spec.tiny_adapter)
+    pipe = load_pipeline(spec, model, adapter, torch.float32, "cpu", offload=False)
+    defaults = sampling_defaults(model)
+    max_length = defaults.get("max_sequence_length", DEFAULT_MAX_SEQUENCE_LENGTH)
     negative = {"negative_prompt": ""} if arch == "qwen_image" else {}
     cond = pipe.encode_cond(prompt, 1, max_length, **negative)
-    size = size or (spec.tiny_size if tiny else 1024)
+    size = size or defaults.get("height", 1024)
     return pipe.student, cond, size // pipe.vae_scale_factor
 
 

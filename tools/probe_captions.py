@@ -1,8 +1,8 @@
-"""Which caption words a tiny-world teacher reads, per noise level (evaluation/caption_probe.py).
+"""Which caption words a tiny-world teacher reads, per noise level (tinyworld/caption_probe.py).
 
     python tools/probe_captions.py --arch flux --out work_dirs/probe_flux
-    python tools/probe_captions.py --arch flux --transformer checkpoints/tiny-flux-stages/03_teacher_high_noise \\
-        --out work_dirs/probe_stage_a
+    python tools/probe_captions.py --arch flux \\
+        --transformer checkpoints/tiny-flux-stages/03_teacher_high_noise --out work_dirs/probe_03
     python tools/probe_captions.py --arch flux --renoise --out work_dirs/renoise_flux
 
 For held-out one-object scenes and fixed noise, the velocity error on the objects with the true
@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from arcflow.errors import run_cli
-from arcflow.pipelines import cli
+from arcflow.pipelines import loading
 
 if TYPE_CHECKING:
     from arcflow.models.flow_matching import FlowMatchingTrainer
 
 # The tiny presets of inference_{flux,qwen}.py: stack folders and prompt lengths.
-SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
+ROOT = Path(__file__).resolve().parents[1]
+# The tiny preset's checkpoints are the repository's, whatever the current folder.
+SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +85,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from arcflow.evaluation.caption_probe import VARIANTS
+    from arcflow.tinyworld.caption_probe import VARIANTS
 
     sigmas = sorted(results)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -105,8 +107,8 @@ def renoise(
     sigmas: list[float],
     args: argparse.Namespace,
 ) -> None:
-    from arcflow.evaluation.attributes import AttributeEvaluator
-    from arcflow.evaluation.caption_probe import GuidedTeacher, renoise_probe, renoise_table
+    from arcflow.tinyworld.caption_probe import GuidedTeacher, renoise_probe, renoise_table
+    from arcflow.tinyworld.evaluator import AttributeEvaluator
 
     teacher = GuidedTeacher(trainer, cfg_scale)
     evaluator = AttributeEvaluator.from_pretrained(args.evaluator)
@@ -137,22 +139,25 @@ def main(argv: list[str] | None = None) -> None:
 
     from arcflow.models.flow_matching import FlowMatchingTrainer
 
+    defaults = loading.sampling_defaults(model)
     flux = args.arch == "flux"
     guidance = args.guidance
     if flux and guidance is None:
-        guidance = SPECS["flux"].tiny_guidance_scale if args.renoise else 1.0
+        guidance = defaults.get("guidance_scale") if args.renoise else 1.0
     trainer = FlowMatchingTrainer(
         args.arch,
         transformer=dict(from_pretrained=transformer, subfolder="transformer"),
         pretrained=model,
-        max_sequence_length=SPECS[args.arch].tiny_max_sequence_length,
+        max_sequence_length=defaults.get(
+            "max_sequence_length", loading.DEFAULT_MAX_SEQUENCE_LENGTH
+        ),
         guidance_scale=guidance if flux else None,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     if args.renoise:
         renoise(trainer, None if flux else (guidance or 4.0), sigmas, args)
         return
-    from arcflow.evaluation.caption_probe import gap_table, probe_captions
+    from arcflow.tinyworld.caption_probe import gap_table, probe_captions
 
     results = probe_captions(trainer, args.scenes, sigmas, args.seed, args.num_objects)
     (args.out / "results.json").write_text(json.dumps({str(k): v for k, v in results.items()}))

@@ -22,9 +22,12 @@ import sys
 from pathlib import Path
 
 from arcflow.errors import run_cli
-from arcflow.pipelines import cli
+from arcflow.flow.time import RELEASED_NFE
+from arcflow.pipelines import cli, loading
 
-SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
+ROOT = Path(__file__).resolve().parents[1]
+# The tiny preset's checkpoints are the repository's, whatever the current folder.
+SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiny world: objects per prompt",
     )
     parser.add_argument("--seed", type=int, default=0, help="image i starts from seed + i")
-    parser.add_argument("--nfe", type=int, default=2, help="student steps")
+    parser.add_argument("--nfe", type=int, default=RELEASED_NFE, help="student steps")
     parser.add_argument("--substeps", type=int, default=16, help="teacher substeps per step")
     parser.add_argument("--steps", type=int, help="probe the first N student steps (default: all)")
     parser.add_argument("--solver", choices=["heun", "euler"], default="heun")
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--student takes NAME=FOLDER")
     linear = args.linear_adapter
     if linear is None and tiny:
-        linear = str(cli.REPO_ROOT / spec.tiny_adapter.replace("-arcflow", "-linear"))
+        linear = str(Path(spec.tiny_adapter.replace("-arcflow", "-linear")).resolve())
     folders = dict(extra)
     if linear and linear != "none":
         folders = {"linear": linear, **extra}
@@ -121,17 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
         texts = [line.strip() for line in lines if line.strip()]
     else:
-        from arcflow.data.scenes import heldout_prompts
+        from arcflow.tinyworld.scenes import heldout_prompts
 
         texts = [p for p, _ in heldout_prompts(args.prompts, args.seed, args.num_objects)]
 
-    cli.quiet_libraries()
+    loading.quiet_libraries()
     from arcflow.evaluation import harness, trajectory
     from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE
 
     try:
         stack = harness.load_stack(spec, args, folders)
-    except cli.LoadError as error:
+    except loading.LoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return cli.EXIT_LOAD_ERROR
     samplers = {trajectory.TEACHER_EULER: trajectory.teacher_euler_step(stack.teacher)}
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=True,
     )
     result.settings.update(arch=args.arch, sources=stack.sources, dtype=str(stack.dtype))
-    out = args.out or cli.REPO_ROOT / "work_dirs" / f"probe_trajectory_{args.arch}"
+    out = args.out or Path("work_dirs") / f"probe_trajectory_{args.arch}"
     jsonl = trajectory.write_jsonl(result, out / "probe.jsonl")
     png = trajectory.plot(
         result,

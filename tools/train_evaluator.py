@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from arcflow.data.scenes import heldout_prompts, render_batch, sample_scene
 from arcflow.errors import run_cli
-from arcflow.evaluation.attributes import AttributeEvaluator, degrade
+from arcflow.tinyworld.evaluator import AttributeEvaluator, degrade
+from arcflow.tinyworld.scenes import heldout_prompts, render_batch, sample_scene
 
 REPORT_NAME = "training_report.json"
 

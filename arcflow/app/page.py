@@ -26,7 +26,7 @@ from arcflow.app.demo import (
     Request,
     Result,
 )
-from arcflow.pipelines.cli import REPO_ROOT
+from arcflow.flow.time import RELEASED_NFE
 
 # Tiny-world images are 64x64: show their pixels as squares, not as a blur.
 CSS = "#result img, #session img { image-rendering: pixelated; }"
@@ -42,7 +42,7 @@ class PageDefaults:
     prompt: str = ""
     examples: tuple[str, ...] = ()  # prompts offered under the prompt box
     seed: int = 0
-    nfe: int = 2
+    nfe: int = RELEASED_NFE
     num_images: int = 1
     teacher_steps: int | None = None  # the "compare" switch starts on with N steps
     show_size: bool = True  # the tiny stacks were trained at one size: hide the control
@@ -71,9 +71,12 @@ def shown_images(result: Result) -> Captioned:
 
 
 def shown_source(source: str) -> str:
-    """A folder inside the repository relative to it (the tiny stacks), anything else as given."""
-    path = Path(source)
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else source
+    """A folder under the current one relative to it (the tiny stacks, seen from the repository
+    root), anything else as given."""
+    path, here = Path(source), Path.cwd()
+    return (
+        str(path.relative_to(here)) if path.is_absolute() and path.is_relative_to(here) else source
+    )
 
 
 def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:

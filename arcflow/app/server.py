@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from arcflow.pipelines import cli
+from arcflow.pipelines import cli, loading
 
-ARCHS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
+ARCHS = {"flux": loading.FLUX, "qwen_image": loading.QWEN_IMAGE}
 
 
 def _arch(argv: list[str] | None) -> str:
@@ -26,7 +26,7 @@ def _arch(argv: list[str] | None) -> str:
     return parser.parse_known_args(argv)[0].arch
 
 
-def build_parser(spec: cli.CliSpec) -> argparse.ArgumentParser:
+def build_parser(spec: loading.CliSpec) -> argparse.ArgumentParser:
     parser = cli.build_parser(spec)
     parser.prog = Path(sys.argv[0]).name
     parser.description = (
@@ -43,11 +43,13 @@ def build_parser(spec: cli.CliSpec) -> argparse.ArgumentParser:
 
 
 def parse_args(
-    argv: list[str] | None = None,
-) -> tuple[cli.CliSpec, argparse.Namespace, list[str]]:
+    argv: list[str] | None = None, root: str | Path | None = None
+) -> tuple[loading.CliSpec, argparse.Namespace, list[str]]:
     """The model family, its parsed flags and the prompts they name (the page's examples);
-    usage errors exit through argparse."""
+    usage errors exit through argparse. ``root``: the folder the tiny preset's checkpoints are
+    under (default: the current folder)."""
     spec = ARCHS[_arch(argv)]
+    spec = spec if root is None else spec.under(root)
     parser = build_parser(spec)
     args = parser.parse_args(argv)
     cli.check_arguments(args, parser)
@@ -59,13 +61,13 @@ def parse_args(
     return spec, args, prompts
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, root: str | Path | None = None) -> int:
     """Load the model once, then serve the page until interrupted; 2 when nothing loads."""
-    spec, args, prompts = parse_args(argv)
-    cli.quiet_libraries()
+    spec, args, prompts = parse_args(argv, root)
+    loading.quiet_libraries()
     try:
         loaded = cli.load_from_args(spec, args)
-    except cli.LoadError as error:
+    except loading.LoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return cli.EXIT_LOAD_ERROR
 

@@ -17,8 +17,18 @@ from tqdm import tqdm
 
 from arcflow.data.prompt_cache import write_atomic
 from arcflow.data.prompts import table_rows
-from arcflow.data.scenes import image_to_tensor
 from arcflow.registry import DATASETS
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8."""
+    pixels = tensor.detach().float().add(1.0).mul(127.5).round().clamp(0, 255)
+    return pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def square_image(path: Path, resolution: int) -> torch.Tensor:

@@ -10,7 +10,8 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from arcflow.engine.ema import trainable_parameters
-from arcflow.pipelines.sampling import make_noise, sample_student
+from arcflow.flow.sampling import make_noise, sample_student
+from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
 from arcflow.registry import HOOKS
 
 
@@ -61,9 +62,9 @@ class ValidationSamplesHook(Hook):
         num_prompts: int = 4,
         seeds: tuple[int, ...] = (0, 1),
         vae: str | None = None,
-        nfe: int = 2,
+        nfe: int = RELEASED_NFE,
         timestep_ratio: float = 1.0,
-        shift: float = 3.2,
+        shift: float = RELEASED_SHIFT,
         ema: bool = True,
     ) -> None:
         self.interval = interval

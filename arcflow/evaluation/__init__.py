@@ -1,11 +1,8 @@
-"""Metrics and the benchmark harness; the tiny world's attribute evaluator."""
-
-from arcflow.evaluation.attributes import AttributeEvaluator, AttributeScore, degrade
-
-__all__ = ["AttributeEvaluator", "AttributeScore", "degrade"]
+"""Metrics, the evaluation harness (scorers plug in through ``CaptionScorer`` and
+``FeatureSpace``) and the trajectory probe."""
 
 # Sample-quality metrics (Fréchet distance, PSNR, latent MSE, diversity).
-from arcflow.evaluation.metrics import (  # noqa: E402
+from arcflow.evaluation.metrics import (
     FeatureStats,
     diversity,
     feature_statistics,
@@ -15,7 +12,7 @@ from arcflow.evaluation.metrics import (  # noqa: E402
     psnr,
 )
 
-__all__ += [
+__all__ = [
     "FeatureStats",
     "diversity",
     "feature_statistics",
@@ -26,7 +23,10 @@ __all__ += [
 ]
 
 # The evaluation harness: every sampler from the same noise, side by side (tools/evaluate.py).
+from arcflow.evaluation.features import FeatureSpace  # noqa: E402
 from arcflow.evaluation.harness import (  # noqa: E402
+    CaptionScorer,
+    CaptionScores,
     EvaluationResult,
     GenerationStack,
     SamplerResult,
@@ -39,7 +39,10 @@ from arcflow.evaluation.harness import (  # noqa: E402
 from arcflow.evaluation.report import write_report  # noqa: E402
 
 __all__ += [
+    "CaptionScorer",
+    "CaptionScores",
     "EvaluationResult",
+    "FeatureSpace",
     "GenerationStack",
     "SamplerResult",
     "SamplerSpec",

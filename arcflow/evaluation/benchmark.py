@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from arcflow.evaluation.random_students import REPO_ROOT, teacher_forwards_per_step
+from arcflow.evaluation.random_students import teacher_forwards_per_step
+from arcflow.flow.sampling import sample_student, sample_teacher
 from arcflow.models import ArcFlowStudent
 from arcflow.models.arch import Cond
-from arcflow.pipelines.sampling import sample_student, sample_teacher
 
 Record = dict[str, Any]
 
@@ -301,19 +301,28 @@ def bench_pipeline(
 ) -> list[Record]:
     """The whole diffusers pipeline (text encoding, sampling, VAE decoding), student vs teacher.
 
-    ``model``/``adapter`` default to the shipped tiny stack of ``arch`` (checkpoints/tiny-*).
+    ``model``/``adapter`` default to the shipped tiny stack of ``arch`` (checkpoints/tiny-*
+    under the current folder); image size and text length default to the model folder's
+    sampling defaults, else 1024 and 512.
     """
-    from arcflow.pipelines.cli import FLUX, QWEN_IMAGE, load_pipeline, quiet_libraries
+    from arcflow.pipelines.loading import (
+        DEFAULT_MAX_SEQUENCE_LENGTH,
+        FLUX,
+        QWEN_IMAGE,
+        load_pipeline,
+        quiet_libraries,
+        sampling_defaults,
+    )
 
     spec = FLUX if arch == "flux" else QWEN_IMAGE
     quiet_libraries()
-    model = model or str(REPO_ROOT / spec.tiny_model)
-    adapter = adapter or str(REPO_ROOT / spec.tiny_adapter)
+    model = model or str(Path(spec.tiny_model).resolve())
+    adapter = adapter or str(Path(spec.tiny_adapter).resolve())
     pipe = load_pipeline(spec, model, adapter, dtype, str(device), offload=False)
     pipe.set_progress_bar_config(disable=True)
-    tiny = model.rstrip("/").endswith(spec.tiny_model)
-    size = size or (spec.tiny_size if tiny else 1024)
-    max_length = spec.tiny_max_sequence_length if tiny else 512
+    defaults = sampling_defaults(model)
+    size = size or defaults.get("height", 1024)
+    max_length = defaults.get("max_sequence_length", DEFAULT_MAX_SEQUENCE_LENGTH)
 
     def run(**kwargs: Any) -> Any:
         generator = torch.Generator().manual_seed(0)

@@ -9,8 +9,6 @@ from typing import Any, Protocol
 
 import torch
 
-from arcflow.evaluation.attributes import AttributeEvaluator
-
 
 class FeatureSpace(Protocol):
     """Image features for Fréchet distances and diversity."""
@@ -20,25 +18,6 @@ class FeatureSpace(Protocol):
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` uint8 -> ``(N, D)``."""
         ...
-
-
-class EvaluatorFeatures:
-    """The attribute evaluator's penultimate features (the tiny world's FID space)."""
-
-    name = "evaluator"
-
-    def __init__(self, evaluator: AttributeEvaluator, batch_size: int = 256) -> None:
-        self.evaluator = evaluator
-        self.batch_size = batch_size
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        device = next(self.evaluator.parameters()).device
-        chunks = [
-            self.evaluator.features(to_signed(chunk).to(device)).float().cpu()
-            for chunk in images.split(self.batch_size)
-        ]
-        return torch.cat(chunks)
 
 
 class InceptionFeatures:

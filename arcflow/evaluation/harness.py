@@ -1,7 +1,7 @@
 """The evaluation harness: every sampler from the same noise, measured side by side.
 
 For each (prompt ``p``, seed ``k``) image ``i = p * seeds + k`` starts from the noise of seed
-``seed + i`` drawn on the CPU (:func:`~arcflow.pipelines.sampling.make_noise`), the convention of
+``seed + i`` drawn on the CPU (:func:`~arcflow.flow.sampling.make_noise`), the convention of
 ``inference_{flux,qwen}.py --num-images seeds``, so every sampler and the command-line pipelines
 start image ``i`` from the same noise. Samplers are the project's one sampling loop:
 ``teacher<N>`` (N Euler steps with its guidance), ``linear<N>`` (the K = 1 shortcut adapter),
@@ -21,7 +21,7 @@ batch so that its images are at hand):
 - wall time of the sampling loop per image, NFE (transformer forwards) and speed-up.
 
 Given real images (the tiny world's rendered scenes of the prompts), two reference rows bound what
-any sampler can reach: ``data``, the evaluator on the scenes themselves, and ``vae``, their
+any sampler can reach: ``data``, the caption scorer on the scenes themselves, and ``vae``, their
 encode -> decode through the stack's VAE (posterior mean) with its PSNR against the scenes.
 
 Pixel metrics are taken on 8-bit images, as they are saved: generated and rendered images then go
@@ -42,23 +42,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from arcflow.data.scenes import SHAPES, SIZES, parse_caption
-from arcflow.evaluation.attributes import AttributeEvaluator
 from arcflow.evaluation.features import ClipScorer, FeatureSpace, to_signed, to_uint8
 from arcflow.evaluation.metrics import diversity, frechet_distance, latent_mse, psnr
-from arcflow.models.vae import LatentCodec
-from arcflow.pipelines.sampling import (
+from arcflow.flow.sampling import (
     Cond,
     SupportsSampling,
     make_noise,
     sample_student,
     sample_teacher,
 )
+from arcflow.flow.time import RELEASED_SHIFT
+from arcflow.models.vae import LatentCodec
 
 SAMPLER_KINDS = ("teacher", "linear", "arcflow")
 # A kind has no digits, so "k4" cannot be read both as (k, 4) and (k4, N).
@@ -105,7 +104,7 @@ class GenerationStack:
     students: dict[str, SupportsSampling]  # by kind: "arcflow", "linear", ablation names
     latent_shape: tuple[int, int, int]  # (C, H/f, W/f)
     teacher_forwards: int = 1  # transformer forwards per teacher step: 2 with true CFG
-    shift: float = 3.2
+    shift: float = RELEASED_SHIFT
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     # Where the weights came from: "model" (the base), "arcflow" and each further student.
@@ -146,36 +145,31 @@ def stack_from_pipeline(
 def load_stack(spec: Any, args: Any, students: dict[str, str]) -> GenerationStack:
     """The stack the evaluation tools share, from their common flags (``--preset``, ``--model``,
     ``--adapter``, ``--device``, ``--dtype``, ``--guidance-scale``, ``--height``, ``--width``,
-    ``--max-sequence-length``): the pipeline with its ArcFlow adapter plus ``students``
-    (name -> adapter folder), each on its own copy of the base, since an adapter modifies its base
-    in place. Raises :class:`arcflow.pipelines.cli.LoadError` when the model or an adapter cannot
-    be loaded."""
+    ``--max-sequence-length``; unset ones from the model folder's sampling defaults): the
+    pipeline with its ArcFlow adapter plus ``students`` (name -> adapter folder), each on its own
+    copy of the base, since an adapter modifies its base in place. Raises
+    :class:`arcflow.pipelines.loading.LoadError` when the model or an adapter cannot be loaded."""
     from arcflow.models.adapter_format import load_arcflow_adapter
     from arcflow.models.loading import load_base_transformer
     from arcflow.models.student import resolve_dtype
-    from arcflow.pipelines import cli
+    from arcflow.pipelines import loading
 
-    tiny = args.preset == "tiny"
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = resolve_dtype(
         {"auto": "bfloat16" if device.type == "cuda" else "float32"}.get(args.dtype, args.dtype)
     )
-    model, adapter = cli.resolve_sources(spec, args)
-    pipe = cli.load_pipeline(spec, model, adapter, dtype, str(device), offload=False)
+    model, adapter = loading.resolve_sources(spec, args)
+    call = loading.resolve_call(model, args)
+    pipe = loading.load_pipeline(spec, model, adapter, dtype, str(device), offload=False)
     loaded = {
         name: load_arcflow_adapter(load_base_transformer(model, args.arch, dtype).to(device), path)
         for name, path in students.items()
     }
-    guidance_scale = cli.resolve_guidance(spec, args)
-    if guidance_scale is not None:
+    if call["guidance_scale"] is not None:
         for student in (pipe.student, *loaded.values()):
-            student.guidance_scale = guidance_scale
+            student.guidance_scale = call["guidance_scale"]
     stack = stack_from_pipeline(
-        pipe,
-        loaded,
-        args.height or (spec.tiny_size if tiny else None),
-        args.width or (spec.tiny_size if tiny else None),
-        args.max_sequence_length or (spec.tiny_max_sequence_length if tiny else 512),
+        pipe, loaded, call["height"], call["width"], call["max_sequence_length"]
     )
     stack.dtype = dtype
     stack.sources = {"model": model, "arcflow": adapter, **students}
@@ -262,44 +256,23 @@ def _frechet(features: torch.Tensor, reference: torch.Tensor) -> float:
 
 @dataclass
 class CaptionScores:
-    """What the attribute evaluator reads off one sampler's (or reference's) images."""
+    """How far one sampler's (or reference's) images show what their prompts say."""
 
-    match: float
-    attribute_accuracy: dict[str, float]
+    match: float  # share of images that show everything their prompt states
+    attribute_accuracy: dict[str, float]  # e.g. {"color": .., "shape": ..}
     accuracy_by_objects: dict[int, dict[str, float]]  # {1: {"match": .., "color": ..}, 2: ..}
     images_by_objects: dict[int, int]  # {1: images of one-object prompts, 2: ..}
     match_by_object: dict[str, dict[str, float]]  # {"large star": {"match": .., "prompts": n}}
 
 
-def _caption_scores(
-    evaluator: AttributeEvaluator, images: torch.Tensor, prompts: list[str]
-) -> CaptionScores:
-    """Caption match of ``(N, 3, H, W)`` uint8 images of ``prompts``: overall, per attribute, per
-    object count, and per stated size and shape of the one-object prompts that state a size
-    (where a teacher fails is often one kind of object: large stars, say)."""
-    signed = to_signed(images)
-    score = evaluator.score(signed, prompts)
-    accuracy = dict(score.accuracy)
-    specs = [parse_caption(p) for p in prompts]
-    by_objects: dict[int, dict[str, float]] = {}
-    images_by_objects: dict[int, int] = {}
-    for n in sorted({len(s) for s in specs}):
-        # Attribute accuracies average over stated attributes, so a count's own accuracies need
-        # a score of its own images, not a slice of the overall one.
-        index = [i for i, spec in enumerate(specs) if len(spec) == n]
-        by_objects[n] = evaluator.score(signed[index], [prompts[i] for i in index]).accuracy
-        images_by_objects[n] = len(index)
-    kinds: dict[tuple[str, str], list[bool]] = {}
-    for spec, matched in zip(specs, score.match.tolist()):
-        if len(spec) == 1 and spec[0]["size"] is not None:
-            kinds.setdefault((spec[0]["shape"], spec[0]["size"]), []).append(matched)
-    by_object = {
-        f"{size} {shape}": {"match": sum(hits) / len(hits), "prompts": len(hits)}
-        for (shape, size), hits in sorted(
-            kinds.items(), key=lambda kind: (SHAPES.index(kind[0][0]), SIZES.index(kind[0][1]))
-        )
-    }
-    return CaptionScores(accuracy.pop("match"), accuracy, by_objects, images_by_objects, by_object)
+class CaptionScorer(Protocol):
+    """Caption match: reads ``(N, 3, H, W)`` uint8 images against their ``N`` prompts.
+
+    The tiny world's attribute evaluator is one (``arcflow.tinyworld.scoring``); the harness keeps
+    a scorer's images until the end, since its scores aggregate over the whole set.
+    """
+
+    def __call__(self, images: torch.Tensor, prompts: list[str]) -> CaptionScores: ...
 
 
 @torch.no_grad()
@@ -379,7 +352,7 @@ def evaluate(
     seed: int = 0,
     batch_prompts: int = 8,
     feature_spaces: Sequence[FeatureSpace] = (),
-    evaluator: AttributeEvaluator | None = None,
+    scorer: CaptionScorer | None = None,
     real_images: torch.Tensor | None = None,
     clip: ClipScorer | None = None,
     grid_prompts: int = 8,
@@ -388,9 +361,10 @@ def evaluate(
     """Generate ``len(prompts) * seeds`` images per sampler and measure them (module docstring).
 
     Args:
-        feature_spaces: spaces for FID and diversity (tiny world: ``EvaluatorFeatures``).
-        evaluator: the tiny world's attribute evaluator, for caption match; its images are kept
-            (64x64 uint8) until the end, since scores aggregate over the whole set.
+        feature_spaces: spaces for FID and diversity (tiny world: the attribute evaluator's
+            features).
+        scorer: caption match (tiny world: the attribute evaluator); the images it reads are
+            kept until the end, since its scores aggregate over the whole set.
         real_images: ``(P, 3, H, W)`` uint8 real images of the prompts (tiny world: the rendered
             scenes) for FID vs data and the "data" / "vae" reference rows.
         clip: CLIP scorer: the CLIP score column (add it to ``feature_spaces`` for CLIP FID).
@@ -416,7 +390,7 @@ def evaluate(
         seed=seed,
         batch_prompts=batch_prompts,
         feature_spaces=feature_spaces,
-        keep_images=evaluator is not None,
+        keep_images=scorer is not None,
         clip=clip,
         grid_prompts=grid_prompts,
         progress=progress,
@@ -427,7 +401,7 @@ def evaluate(
     if real_images is not None:
         real_features = {s.name: s(real_images) for s in feature_spaces}
         references = _reference_rows(
-            stack, real_images, real_features, prompts, evaluator, feature_spaces
+            stack, real_images, real_features, prompts, scorer, feature_spaces
         )
 
     results = []
@@ -449,8 +423,8 @@ def evaluate(
             row.latent_mse_vs_teacher = torch.cat(got.mse).mean().item()
         if got.clip:
             row.clip_score = torch.cat(got.clip).mean().item()
-        if evaluator is not None:
-            scores = _caption_scores(evaluator, torch.cat(got.images), texts)
+        if scorer is not None:
+            scores = scorer(torch.cat(got.images), texts)
             row.caption_match = scores.match
             row.attribute_accuracy = scores.attribute_accuracy
             row.accuracy_by_objects = scores.accuracy_by_objects
@@ -483,10 +457,10 @@ def _reference_rows(
     real_images: torch.Tensor,
     real_features: dict[str, torch.Tensor],
     prompts: list[str],
-    evaluator: AttributeEvaluator | None,
+    scorer: CaptionScorer | None,
     feature_spaces: Sequence[FeatureSpace],
 ) -> dict[str, dict[str, Any]]:
-    """Rows ``data``: what the evaluator reads off the real images ``(P, 3, H, W)`` uint8 (the
+    """Rows ``data``: what the scorer reads off the real images ``(P, 3, H, W)`` uint8 (the
     ceiling of caption match); ``vae``: their encode -> decode (posterior mean), the ceiling of any
     generator decoded by this VAE: PSNR vs data, caption match and FID vs data.
     ``real_features``: the real images' features by space name."""
@@ -503,9 +477,9 @@ def _reference_rows(
     }
     for space in feature_spaces:
         rows["vae"][f"fid_vs_data_{space.name}"] = _frechet(space(recon), real_features[space.name])
-    if evaluator is not None:
+    if scorer is not None:
         for name, images in (("data", real_images), ("vae", recon)):
-            scores = _caption_scores(evaluator, images, prompts)
+            scores = scorer(images, prompts)
             rows[name].update(
                 caption_match=scores.match,
                 attribute_accuracy=scores.attribute_accuracy,

@@ -18,36 +18,14 @@ from torch import nn
 from arcflow.models import ArcFlowStudent, build_student_from_cfg
 from arcflow.models.arch import Cond
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The released students' configs, relative to the repository (callers join them to its folder).
 RELEASED_STUDENT_CONFIGS = {
-    "flux": REPO_ROOT / "configs/_base_/models/flux_student.py",
-    "qwen_image": REPO_ROOT / "configs/_base_/models/qwen_student.py",
+    "flux": "configs/_base_/models/flux_student.py",
+    "qwen_image": "configs/_base_/models/qwen_student.py",
 }
-# Small random architectures with the real ones' structure, for CPU runs and tests.
-TINY_TRANSFORMERS: dict[str, dict[str, Any]] = {
-    "flux": dict(
-        patch_size=1,
-        in_channels=16,
-        num_layers=2,
-        num_single_layers=2,
-        attention_head_dim=32,
-        num_attention_heads=3,
-        joint_attention_dim=64,
-        pooled_projection_dim=32,
-        guidance_embeds=True,
-        axes_dims_rope=(8, 12, 12),
-    ),
-    "qwen_image": dict(
-        patch_size=2,
-        in_channels=16,
-        out_channels=4,
-        num_layers=4,
-        attention_head_dim=32,
-        num_attention_heads=3,
-        joint_attention_dim=64,
-        axes_dims_rope=(8, 12, 12),
-    ),
-}
+# The CPU benchmark's small random architectures, of the released ones' structure (registered by
+# name: arcflow.registry.ARCHITECTURES).
+TINY_ARCHITECTURE = "benchmark"
 TINY_LORA_RANK = 8
 # Prompt tokens: FluxPipeline pads T5 to max_sequence_length (512); Qwen-Image keeps the prompt's
 # own length (a typical prompt after the template is dropped) and the empty negative prompt's.
@@ -57,21 +35,22 @@ VAE_FACTOR = 8  # pixels per latent pixel of both released VAEs
 
 
 def student_config(
-    arch: str,
+    config: str | Path,
     tiny: bool,
     dtype: torch.dtype,
     gradient_checkpointing: bool | None = None,
 ) -> dict[str, Any]:
-    """The released student config of ``arch`` without its weights source; ``tiny`` swaps in a
-    small architecture (and LoRA rank) of the same structure."""
+    """The student of a released config file (``configs/_base_/models/<arch>_student.py``)
+    without its weights source; ``tiny`` swaps in a small architecture (and LoRA rank) of the
+    same structure."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(RELEASED_STUDENT_CONFIGS[arch])).model.student.to_dict()
+    cfg = Config.fromfile(str(config)).model.student.to_dict()
     transformer = dict(cfg["transformer"])
     transformer.pop("from_pretrained", None)
     transformer["torch_dtype"] = str(dtype).removeprefix("torch.")
     if tiny:
-        transformer["from_config"] = dict(TINY_TRANSFORMERS[arch])
+        transformer["from_config"] = TINY_ARCHITECTURE
         cfg["lora_rank"] = cfg["lora_alpha"] = TINY_LORA_RANK
     cfg["transformer"] = transformer
     if gradient_checkpointing is not None:

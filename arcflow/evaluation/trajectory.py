@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 
 from arcflow.flow import ArcFlowPolicy, unwarp_sigma
+from arcflow.flow.sampling import Cond, SupportsSampling, student_sigmas
+from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
 from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE
 from arcflow.models.imitation import ImitationConfig, imitate_segment
-from arcflow.pipelines.sampling import Cond, SupportsSampling, student_sigmas
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 SOLVERS = ("heun", "euler")
@@ -75,7 +76,7 @@ def imitation_oracle_step(
     steps: int = 1500,
     lr: float = 0.02,
     imitation: ImitationConfig | None = None,
-    shift: float = 3.2,
+    shift: float = RELEASED_SHIFT,
     seed: int = 0,
 ) -> StepFn:
     """A step whose policy is fitted, per image, by the imitation loss instead of predicted.
@@ -193,9 +194,9 @@ def probe_batch(
     noise: torch.Tensor,
     cond: Cond,
     *,
-    nfe: int = 2,
+    nfe: int = RELEASED_NFE,
     timestep_ratio: float = 1.0,
-    shift: float = 3.2,
+    shift: float = RELEASED_SHIFT,
     substeps: int = 16,
     solver: str = "heun",
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
@@ -339,7 +340,7 @@ def probe_trajectories(
     *,
     seed: int = 0,
     batch_prompts: int = 16,
-    nfe: int = 2,
+    nfe: int = RELEASED_NFE,
     timestep_ratio: float = 1.0,
     substeps: int = 16,
     solver: str = "heun",
@@ -357,7 +358,7 @@ def probe_trajectories(
     """
     from tqdm.auto import tqdm
 
-    from arcflow.pipelines.sampling import make_noise
+    from arcflow.flow.sampling import make_noise
 
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")

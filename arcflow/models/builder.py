@@ -5,7 +5,7 @@
     student = dict(
         arch="flux",                                   # or "qwen_image"
         transformer=dict(
-            from_config="full",                        # "full" or a dict of constructor args
+            from_config="full",                        # a name ("full", "tiny") or a dict
             from_pretrained="black-forest-labs/FLUX.1-dev",  # Hub id or local folder (optional)
             subfolder="transformer",
             torch_dtype="bfloat16",
@@ -19,7 +19,8 @@ exports). Elsewhere ``from_pretrained`` loads the weights (checked against
 ``from_config`` when both are given); without it the base is randomly initialised (tiny models).
 ``deepen=2`` grows the loaded base to twice the depth in its default growable stack without
 changing its output, ``deepen=dict(transformer_blocks=2)`` a named stack
-(``arcflow.models.growth``); ``from_config`` then describes the grown model.
+(``arcflow.models.growth``). A ``from_config`` dict then describes the grown model; a name
+(``"tiny"``, ``arcflow.models.loading.named_config``) the model before growth.
 A misspelt key is a TypeError.
 """
 
@@ -34,7 +35,7 @@ from diffusers import ModelMixin
 
 from arcflow.models.arch import get_arch
 from arcflow.models.growth import Growth, deepen_transformer, deepened_config, growth_factors
-from arcflow.models.loading import build_transformer, load_base_transformer
+from arcflow.models.loading import build_transformer, load_base_transformer, named_config
 from arcflow.models.student import ArcFlowStudent
 
 
@@ -44,12 +45,27 @@ class ParamCounts(NamedTuple):
     total: int
 
 
+def _constructor_args(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a saved or built model's config that its class's constructor takes."""
+    cls = get_arch(arch).transformer_cls
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return {key: value for key, value in config.items() if key in accepted}
+
+
 def _pretrained_config(arch: str, pretrained: str, subfolder: str | None) -> dict[str, Any]:
     """Constructor arguments of the transformer saved at ``pretrained`` (its config.json)."""
     cls = get_arch(arch).transformer_cls
-    config = cls.load_config(pretrained, subfolder=subfolder)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    return {key: value for key, value in config.items() if key in accepted}
+    return _constructor_args(arch, cls.load_config(pretrained, subfolder=subfolder))
+
+
+def transformer_architecture(
+    arch: str, from_config: Mapping[str, Any] | str, deepen: Growth = 1
+) -> dict[str, Any]:
+    """Constructor arguments a ``transformer.from_config`` entry describes: a dict as it is (the
+    grown model), a name (``"full"``, ``"tiny"``: :func:`named_config`) grown by ``deepen``."""
+    if isinstance(from_config, str):
+        return deepened_config(arch, named_config(arch, from_config), deepen)
+    return dict(from_config)
 
 
 def build_base_from_cfg(
@@ -69,8 +85,8 @@ def build_base_from_cfg(
             f"transformer.deepen={deepen} grows a trained model: it needs "
             "transformer.from_pretrained (a random base is built at its size by from_config)"
         )
-    if isinstance(from_config, Mapping):
-        from_config = dict(from_config)
+    if from_config is not None:
+        from_config = transformer_architecture(arch, from_config, deepen)
     if str(device) == "meta" and from_config is None and from_pretrained is not None:
         # The architecture from the model's config.json alone; no weights are read.
         from_config = deepened_config(
@@ -79,16 +95,15 @@ def build_base_from_cfg(
     if str(device) == "meta" or from_pretrained is None:
         if from_config is None:
             raise ValueError(
-                f"building on {device} needs transformer.from_config ('full' or constructor "
-                "args) or transformer.from_pretrained"
+                f"building on {device} needs transformer.from_config (an architecture name "
+                "such as 'full', or constructor args) or transformer.from_pretrained"
             )
         return build_transformer(arch, from_config, device=device, torch_dtype=torch_dtype)
     transformer = load_base_transformer(from_pretrained, arch, torch_dtype, subfolder)
     if grows:
         transformer = deepen_transformer(transformer, arch, deepen)
     if from_config is not None:
-        expected = get_arch(arch).full_config if from_config == "full" else from_config
-        for key, value in expected.items():
+        for key, value in from_config.items():
             loaded = transformer.config.get(key)
             if isinstance(value, (list, tuple)) and isinstance(loaded, (list, tuple)):
                 value, loaded = list(value), list(loaded)
@@ -97,6 +112,13 @@ def build_base_from_cfg(
                     f"{from_pretrained} has {key}={loaded!r}, the config expects {value!r}"
                 )
     return transformer.to(device)
+
+
+def base_architecture(arch: str, **transformer: Any) -> dict[str, Any]:
+    """Constructor arguments of the base a ``transformer=dict(...)`` entry builds, growth
+    included, with no weight read (built on the meta device): e.g. to rebuild a trained run's
+    model before loading its checkpoint."""
+    return _constructor_args(arch, build_base_from_cfg(arch, "meta", **transformer).config)
 
 
 def build_student_from_cfg(

@@ -16,6 +16,7 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 
 from arcflow.flow import step_boundaries, warp_sigma
+from arcflow.flow.time import RELEASED_NFE
 from arcflow.models.imitation import ImitationConfig, MicroBatch, imitate_segment, teacher_ratio
 from arcflow.registry import MODELS
 
@@ -61,7 +62,7 @@ class ArcFlowDistiller(BaseModel):
         self,
         student: nn.Module | dict,
         prompt_encoder: nn.Module | dict | None = None,
-        nfe: int = 2,
+        nfe: int = RELEASED_NFE,
         timestep_ratio: float = 1.0,
         teacher_ratio_decay: int = 1000,
         imitation: dict | None = None,

@@ -1,4 +1,4 @@
-"""Plain rectified-flow training of teachers, and VAE training, for the tiny world.
+"""Plain rectified-flow training of a FLUX / Qwen-Image transformer (the tiny world's teachers).
 
 Flow matching (docs/method.md, Conventions): ``x_sigma = (1 - sigma) x0 + sigma eps`` and the
 network regresses the velocity ``u = eps - x0`` with an MSE. Two targets are offered:
@@ -9,6 +9,9 @@ network regresses the velocity ``u = eps - x0`` with an MSE. Two targets are off
 - guidance distillation (``cfg_teacher``, stage B of the FLUX teacher): the target is the frozen
   stage-A model's guided velocity ``u_neg + g (u_pos - u_neg)``, ``g ~ U[g_min, g_max]``, and the
   trained transformer gets ``g`` as its embedded guidance, as FLUX.1-dev was distilled.
+
+A batch may carry a per-latent-pixel ``loss_weight`` (B, 1, h, w) that multiplies the squared
+error, e.g. more weight where a dataset knows its images' objects are.
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderKLQwenImage
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from arcflow.data.scene_latents import latent_object_mask, object_mask
 from arcflow.models.arch import Cond, get_arch
 from arcflow.models.builder import build_base_from_cfg
 from arcflow.models.vae import LatentCodec, load_vae
@@ -67,7 +68,7 @@ def _drop_text(cond: Cond, empty: Cond, drop: torch.Tensor) -> Cond:
     return out
 
 
-class _LossModel(BaseModel):
+class LossModel(BaseModel):
     """A model whose only job is a loss: ``forward(data, mode="loss")`` -> ``self.loss(data)``,
     and a train step that routes that forward through a DDP wrapper when there is one."""
 
@@ -92,7 +93,7 @@ class _LossModel(BaseModel):
 
 
 @MODELS.register_module()
-class FlowMatchingTrainer(_LossModel):
+class FlowMatchingTrainer(LossModel):
     """Trains a diffusers FLUX / Qwen-Image transformer by flow matching on captioned images.
 
     Args:
@@ -115,9 +116,7 @@ class FlowMatchingTrainer(_LossModel):
             makes some iterations far louder than others (the tiny FLUX stage B's loss jumped
             20-fold between iterations); per-sample draws average that out.
         sample_posterior: encode images to a posterior sample or (default) its mean, as the
-            tiny VAEs are trained to decode (see :class:`VAETrainer`).
-        object_weight: extra MSE weight on latent pixels covering objects (:func:`object_weights`
-            of the image, averaged over each latent pixel's patch); 0 is the plain loss.
+            tiny VAEs are trained to decode.
     """
 
     def __init__(
@@ -134,7 +133,6 @@ class FlowMatchingTrainer(_LossModel):
         guidance_range: tuple[float, float] = (1.0, 5.0),
         guidance_per_sample: bool = False,
         sample_posterior: bool = False,
-        object_weight: float = 0.0,
         data_preprocessor: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -155,7 +153,6 @@ class FlowMatchingTrainer(_LossModel):
         self.guidance_range = tuple(guidance_range)
         self.guidance_per_sample = guidance_per_sample
         self.sample_posterior = sample_posterior
-        self.object_weight = object_weight
         self.cfg_teacher: nn.Module | None = None
         self.cfg_teacher_guidance: float | None = None
         if cfg_teacher is not None:
@@ -233,16 +230,15 @@ class FlowMatchingTrainer(_LossModel):
 
     def loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The flow-matching MSE of one batch: ``prompt`` (list) and either ``image``
-        (B, 3, H, W) or pre-encoded ``latents`` (B, C, h, w) with their ``object_mask``
-        (B, 1, h, w) (:class:`~arcflow.data.scene_latents.SceneLatentDataset`)."""
-        if "latents" in data:
-            x0 = data["latents"].float()
-            near = data["object_mask"] if self.object_weight else None
-        else:
-            x0 = self.encode(data["image"])
-            near = None
-            if self.object_weight:
-                near = latent_object_mask(data["image"].float(), x0.shape[-2:])
+        (B, 3, H, W) or pre-encoded ``latents`` (B, C, h, w); an optional ``loss_weight``
+        (B, 1, h, w) multiplies the squared error per latent pixel."""
+        x0 = data["latents"].float() if "latents" in data else self.encode(data["image"])
+        weight = data.get("loss_weight")
+        if weight is not None and tuple(weight.shape[-2:]) != tuple(x0.shape[-2:]):
+            raise ValueError(
+                f"loss_weight {tuple(weight.shape)} must be per latent pixel: "
+                f"(B, 1, {x0.shape[-2]}, {x0.shape[-1]}) for these latents"
+            )
         batch = x0.shape[0]
         with torch.no_grad():
             encoded = self.prompt_encoder(list(data["prompt"]))
@@ -263,101 +259,9 @@ class FlowMatchingTrainer(_LossModel):
             target = self.guided_target(x_sigma, sigma, cond, empty, guidance)
         prediction = self._velocity(self.transformer, x_sigma, sigma, cond, guidance)
         error = (prediction.float() - target.float()).pow(2)
-        if near is not None:
-            error = error * (1.0 + self.object_weight * near.to(error))
+        if weight is not None:
+            error = error * weight.to(error)
         return {"loss": error.mean()}
 
 
-@MODELS.register_module()
-class VAETrainer(_LossModel):
-    """Trains a tiny ``AutoencoderKL`` / ``AutoencoderKLQwenImage`` on rendered images.
-
-    Loss: ``l1_weight * |x - D(z)| + l2_weight * (x - D(z))^2`` (pixel means, weighted by
-    :func:`object_weights`) plus ``kl_weight * KL(q(z|x) || N(0, I))`` (mean over latent
-    elements). The KL is small: it keeps the latent space tame, not unit-scaled (the export
-    measures the latent statistics and writes them as the VAE's normalisation).
-
-    Args:
-        arch: ``"flux"`` (AutoencoderKL) or ``"qwen_image"`` (AutoencoderKLQwenImage).
-        vae: constructor arguments; None gives the tiny world's architecture of ``arch``.
-        sample_posterior: decode a posterior sample (a VAE) or its mean (an autoencoder). The
-            mean trains several times faster at this size (the decoder never sees the unit
-            posterior noise of initialisation); encode with the mean afterwards too.
-        object_weight: extra loss weight on pixels near colour edges, i.e. on the objects, which
-            cover a few percent of an image and would otherwise be learnt last.
-        pretrained: start from the ``vae/`` of this diffusers folder instead of ``vae``.
-        train_encoder: False refines the decoder only: the latents (and any model trained on
-            them, such as a teacher) stay valid while the reconstructions improve.
-    """
-
-    def __init__(
-        self,
-        arch: str,
-        vae: dict | None = None,
-        l1_weight: float = 1.0,
-        l2_weight: float = 1.0,
-        kl_weight: float = 1e-4,
-        sample_posterior: bool = False,
-        object_weight: float = 4.0,
-        pretrained: str | None = None,
-        train_encoder: bool = True,
-        data_preprocessor: dict | None = None,
-    ) -> None:
-        super().__init__(data_preprocessor=data_preprocessor)
-        from arcflow.data.tiny_stack import build_vae
-
-        arch = get_arch(arch).name
-        if pretrained is not None:
-            self.vae = load_vae(pretrained).requires_grad_(True).train()
-        elif vae is None:
-            self.vae = build_vae(arch)
-        else:
-            cls = AutoencoderKL if arch == "flux" else AutoencoderKLQwenImage
-            self.vae = cls(**vae)
-        if not train_encoder:
-            for part in (self.vae.encoder, self.vae.quant_conv):
-                if part is not None:
-                    part.requires_grad_(False)
-        self.video = isinstance(self.vae, AutoencoderKLQwenImage)
-        self.l1_weight = l1_weight
-        self.l2_weight = l2_weight
-        self.kl_weight = kl_weight
-        self.sample_posterior = sample_posterior
-        self.object_weight = object_weight
-
-    def reconstruct(self, images: torch.Tensor, sample: bool | None = None):
-        """(B, 3, H, W) -> (reconstruction, posterior)."""
-        sample = self.sample_posterior if sample is None else sample
-        x = images.unsqueeze(2) if self.video else images
-        posterior = self.vae.encode(x).latent_dist
-        z = posterior.sample() if sample else posterior.mode()
-        recon = self.vae.decode(z).sample
-        return (recon[:, :, 0] if self.video else recon), posterior
-
-    def loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
-        images = data["image"].float()
-        recon, posterior = self.reconstruct(images)
-        weights = object_weights(images, self.object_weight)
-        error = recon - images
-        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar)
-        return {
-            "loss_l1": self.l1_weight * (weights * error.abs()).mean(),
-            "loss_l2": self.l2_weight * (weights * error.pow(2)).mean(),
-            "loss_kl": self.kl_weight * kl.mean(),
-        }
-
-
-def object_weights(images: torch.Tensor, extra: float) -> torch.Tensor:
-    """Per-pixel loss weights ``1 + extra`` near the objects (:func:`object_mask`), else 1:
-    ``(B, 3, H, W)`` -> ``(B, 1, H, W)``."""
-    if extra == 0:
-        return torch.ones_like(images[:, :1])
-    return 1.0 + extra * object_mask(images)
-
-
-__all__ = [
-    "FlowMatchingTrainer",
-    "VAETrainer",
-    "object_weights",
-    "sample_sigmas",
-]
+__all__ = ["FlowMatchingTrainer", "LossModel", "sample_sigmas"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from arcflow.flow import ArcFlowPolicy, warp_sigma
+from arcflow.flow.time import RELEASED_SHIFT
 
 TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,7 +42,7 @@ class ImitationConfig:
     total_substeps: int = 128
     policy_dropout: float = 0.1
     loss_scale: float = 15.0
-    shift: float = 3.2
+    shift: float = RELEASED_SHIFT
 
     def __post_init__(self) -> None:
         if self.num_intermediate_states < 1:

@@ -2,7 +2,8 @@
 
 ``build_transformer(arch, "full")`` gives the released architectures (FLUX.1-dev: 11.9 B
 parameters, Qwen-Image: 20.4 B) on the meta device, which costs no memory: enough to count
-parameters or check shapes. Tiny architectures for tests come from a dict of constructor arguments.
+parameters or check shapes. Other sizes come from a dict of constructor arguments or by name from
+``arcflow.registry.ARCHITECTURES`` (the tiny world's ``"tiny"``, ``"toy"``, ``"benchmark"``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,22 @@ def load_base_transformer(
     return transformer.eval()
 
 
+def named_config(arch: str | ArchAdapter, name: str) -> dict[str, Any]:
+    """Constructor arguments of the architecture called ``name``: ``"full"`` (the released
+    model) or a size registered in ``arcflow.registry.ARCHITECTURES``."""
+    from arcflow.registry import ARCHITECTURES
+
+    adapter = get_arch(arch)
+    if name == "full":
+        return dict(adapter.full_config)
+    ARCHITECTURES.import_from_location()
+    sizes = ARCHITECTURES.module_dict.get(name)
+    if sizes is None:
+        known = ["full", *sorted(ARCHITECTURES.module_dict)]
+        raise ValueError(f"no transformer architecture named {name!r}; known: {known}")
+    return dict(sizes(adapter.name))
+
+
 def build_transformer(
     arch: str | ArchAdapter,
     config: dict[str, Any] | str = "full",
@@ -91,18 +108,20 @@ def build_transformer(
     """Build a base transformer from constructor arguments, randomly initialised.
 
     Args:
-        config: ``"full"`` for the released architecture, or a dict of constructor arguments
-            (a misspelt key is a TypeError, not a silent default).
+        config: an architecture's name (``"full"`` for the released one, see
+            :func:`named_config`) or a dict of constructor arguments (a misspelt key is a
+            TypeError, not a silent default).
         device: ``"meta"`` (default) allocates nothing: shapes and parameter counts only.
     """
     adapter = get_arch(arch)
-    if config == "full":
-        kwargs = dict(adapter.full_config)
+    if isinstance(config, str):
+        kwargs = named_config(adapter, config)
     elif isinstance(config, dict):
         kwargs = dict(config)
     else:
         raise ValueError(
-            f"config must be 'full' or a dict of constructor arguments, got {config!r}"
+            f"config must be an architecture name or a dict of constructor arguments, got "
+            f"{config!r}"
         )
     with torch.device(device):
         transformer = adapter.transformer_cls(**kwargs)

@@ -1,7 +1,8 @@
-"""Sampling: the one loop over latents, and the diffusers pipelines built on it.
+"""The diffusers pipelines built on the one sampling loop (:mod:`arcflow.flow.sampling`), their
+loading as the command lines ask (:mod:`~arcflow.pipelines.loading`), the command line itself and
+the export of training checkpoints.
 
-Names are imported on first use: ``inference_*.py --help`` then starts without torch, and
-training-time validation imports the sampling loop without diffusers' pipeline modules.
+Names are imported on first use: ``inference_*.py --help`` then starts without torch.
 """
 
 from __future__ import annotations
@@ -10,12 +11,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "make_noise": "sampling",
-    "sample_student": "sampling",
-    "sample_teacher": "sampling",
-    "student_sigmas": "sampling",
-    "teacher_sigmas": "sampling",
-    "ARCFLOW_SHIFT": "base",
     "ArcFluxPipeline": "flux",
     "ArcQwenImagePipeline": "qwen_image",
 }

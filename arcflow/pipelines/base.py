@@ -1,5 +1,5 @@
 """What the ArcFlow FLUX and Qwen-Image pipelines share: adapter loading, the static shift, the
-call into the one sampling loop (:mod:`arcflow.pipelines.sampling`), progress bar, callbacks and
+call into the one sampling loop (:mod:`arcflow.flow.sampling`), progress bar, callbacks and
 decoding.
 
 The pipelines never denoise themselves: the starting noise comes from :func:`make_noise` in the
@@ -18,11 +18,7 @@ from typing import Any, ClassVar
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from arcflow.models.adapter_format import load_arcflow_adapter
-from arcflow.models.heads import ArcFlowHead
-from arcflow.models.student import ArcFlowStudent
-from arcflow.models.vae import LatentCodec
-from arcflow.pipelines.sampling import (
+from arcflow.flow.sampling import (
     Cond,
     make_noise,
     sample_student,
@@ -30,9 +26,13 @@ from arcflow.pipelines.sampling import (
     student_sigmas,
     teacher_sigmas,
 )
+from arcflow.flow.time import RELEASED_SHIFT
+from arcflow.models.adapter_format import load_arcflow_adapter
+from arcflow.models.heads import ArcFlowHead
+from arcflow.models.student import ArcFlowStudent
+from arcflow.models.vae import LatentCodec
 
 # The static shift both released students were distilled with (docs/method.md, Conventions).
-ARCFLOW_SHIFT = 3.2
 
 Generators = torch.Generator | list[torch.Generator] | None
 StepEndCallback = (
@@ -236,7 +236,7 @@ class ArcFlowPipelineMixin:
                     f"{tuple(latents.shape)}"
                 )
             noise = latents.to(device=device, dtype=torch.float32)
-        shift = ARCFLOW_SHIFT if shift is None else shift
+        shift = RELEASED_SHIFT if shift is None else shift
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if teacher_steps:

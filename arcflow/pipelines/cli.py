@@ -10,7 +10,10 @@ Defaults are the released models: ``black-forest-labs/FLUX.1-dev`` with the adap
 ``ymyy307/ArcFlow/arcflow-flux-2steps``, and ``Qwen/Qwen-Image`` with
 ``ymyy307/ArcFlow/arcflow-qwen-2steps`` (``<hub repo>/<subfolder>``: the published repository holds
 one subfolder per model). ``--preset tiny`` uses the tiny world's ``checkpoints/tiny-{flux,qwen}``
-and ``checkpoints/tiny-{flux,qwen}-arcflow`` at 64x64.
+and ``checkpoints/tiny-{flux,qwen}-arcflow`` under the current folder (the repository root).
+Image size, text length and guidance not given as flags come from the model folder's
+``sampling_defaults.json`` when it has one (the tiny stacks: 64x64, and FLUX's T5 length and
+guidance), else from the pipeline.
 """
 
 from __future__ import annotations
@@ -29,56 +32,24 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from arcflow.errors import UserError, run_cli, writable_dir
+from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
+from arcflow.pipelines.loading import (
+    CliSpec,
+    LoadError,
+    check_image_size,
+    load_loras,
+    load_pipeline,
+    quiet_libraries,
+    resolve_call,
+    resolve_sources,
+)
 
 # torch, diffusers and the pipelines load after argument parsing: --help and usage errors are
 # instant instead of taking the ~10 s those imports cost.
 if TYPE_CHECKING:
     import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PUBLISHED_REPO = "ymyy307/ArcFlow"
 EXIT_LOAD_ERROR = 2
-
-
-@dataclass(frozen=True)
-class CliSpec:
-    """What differs between the FLUX and the Qwen-Image command lines."""
-
-    name: str  # shown in messages: "FLUX.1-dev", "Qwen-Image"
-    pipeline: str  # class name in arcflow.pipelines
-    default_model: str
-    default_adapter: str  # "<repo>/<subfolder>" on the Hub
-    tiny_model: str  # folders under the repository root
-    tiny_adapter: str
-    tiny_size: int = 64  # image side of the tiny stacks
-    # The tiny FLUX teacher was trained on T5 padded to 32 tokens and is sampled at its own
-    # embedded guidance (arcflow/data/tiny_stack.py: FLUX_MAX_SEQUENCE_LENGTH, FLUX_GUIDANCE_SCALE).
-    tiny_max_sequence_length: int = 512
-    tiny_guidance_scale: float | None = None  # None: the adapter's default
-
-
-FLUX = CliSpec(
-    name="FLUX.1-dev",
-    pipeline="ArcFluxPipeline",
-    default_model="black-forest-labs/FLUX.1-dev",
-    default_adapter=f"{PUBLISHED_REPO}/arcflow-flux-2steps",
-    tiny_model="checkpoints/tiny-flux",
-    tiny_adapter="checkpoints/tiny-flux-arcflow",
-    tiny_max_sequence_length=32,
-    tiny_guidance_scale=7.0,
-)
-QWEN_IMAGE = CliSpec(
-    name="Qwen-Image",
-    pipeline="ArcQwenImagePipeline",
-    default_model="Qwen/Qwen-Image",
-    default_adapter=f"{PUBLISHED_REPO}/arcflow-qwen-2steps",
-    tiny_model="checkpoints/tiny-qwen",
-    tiny_adapter="checkpoints/tiny-qwen-arcflow",
-)
-
-
-class LoadError(UserError):
-    """Something named on the command line could not be loaded (reported without traceback)."""
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -117,24 +88,6 @@ def add_lora_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
-    """Load each ``(path, weight)`` of ``--lora`` into ``pipe`` (adapters ``lora0``, ``lora1``,
-    ...); LoadError naming the one that failed."""
-    for index, (source, weight) in enumerate(loras):
-        path = Path(source).expanduser()
-        where, options = source, {}
-        if path.is_file():  # diffusers takes a folder (or Hub repo) and the file's name apart
-            where, options = str(path.parent), dict(weight_name=path.name)
-        try:
-            pipe.load_lora_weights(where, adapter_name=f"lora{index}", weight=weight, **options)
-        except Exception as error:  # a wrong path, file format or base model alike
-            raise LoadError(
-                f"could not load the LoRA '{source}' ({_reason(error)}).\nHint: --lora takes a "
-                "diffusers LoRA folder or .safetensors file trained for this --model, then "
-                "optionally ':WEIGHT'."
-            ) from error
-
-
 def check_out(out: Path) -> None:
     """``--out`` must be a writable folder or a ``.png`` file name in one."""
     is_png = out.suffix.lower() == ".png"
@@ -155,7 +108,9 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     parser.add_argument("--prompts-file", type=Path, help="text file, one prompt per line")
     parser.add_argument("--seed", type=int, default=0, help="seed of image 0; image i uses seed+i")
-    parser.add_argument("--nfe", type=int, default=2, help="student evaluations per image")
+    parser.add_argument(
+        "--nfe", type=int, default=RELEASED_NFE, help="student evaluations per image"
+    )
     parser.add_argument("--height", type=int, help="image height (default: the model's)")
     parser.add_argument("--width", type=int, help="image width (default: the model's)")
     parser.add_argument("--num-images", type=int, default=1, help="images per prompt")
@@ -208,16 +163,16 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     parser.add_argument(
         "--guidance-scale",
         type=float,
-        help="FLUX: embedded guidance (3.5; the tiny preset: its teacher's); Qwen-Image: the "
+        help="FLUX: embedded guidance (3.5; a tiny stack: its teacher's); Qwen-Image: the "
         "teacher's CFG (4.0)",
     )
     parser.add_argument(
         "--max-sequence-length",
         type=int,
-        help="text tokens of the long encoder (default 512; the tiny FLUX preset: 32)",
+        help="text tokens of the long encoder (default 512; the tiny FLUX stack: 32)",
     )
     parser.add_argument("--timestep-ratio", type=float, default=1.0, help="last-step ratio")
-    parser.add_argument("--shift", type=float, default=3.2, help="static time shift")
+    parser.add_argument("--shift", type=float, default=RELEASED_SHIFT, help="static time shift")
     return parser
 
 
@@ -251,16 +206,6 @@ def read_prompts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> l
     if not prompts:
         parser.error("give at least one --prompt or a --prompts-file")
     return prompts
-
-
-def split_adapter(adapter: str) -> tuple[str, str | None]:
-    """A local folder as is; ``owner/repo/sub/folder`` -> (``owner/repo``, ``sub/folder``)."""
-    if Path(adapter).expanduser().is_dir():
-        return adapter, None
-    parts = adapter.strip("/").split("/")
-    if len(parts) > 2:
-        return "/".join(parts[:2]), "/".join(parts[2:])
-    return adapter, None
 
 
 def image_path(out: Path, index: int, total: int, prompt: str) -> Path:
@@ -332,149 +277,10 @@ def add_stack_arguments(
     parser.add_argument(
         "--guidance-scale",
         type=float,
-        help="teacher guidance (default: released; the tiny preset: its teacher's)",
+        help="teacher guidance (default: released; a tiny stack: its teacher's)",
     )
     parser.add_argument("--device", help="default: cuda if available, else cpu")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
-
-
-def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
-    """Model and adapter after the preset; a missing tiny stack is a LoadError."""
-    model, adapter = args.model, args.adapter
-    if args.preset == "tiny":
-        for given, default, flag in (
-            (model, spec.tiny_model, "--model"),
-            (adapter, spec.tiny_adapter, "--adapter"),
-        ):
-            if given is None and not (REPO_ROOT / default).is_dir():
-                raise LoadError(
-                    f"the tiny preset needs {REPO_ROOT / default}, which does not exist yet. "
-                    "Build the tiny world first (python tools/build_tiny_world.py), or pass "
-                    f"{flag} with a local folder."
-                )
-        model = model or str(REPO_ROOT / spec.tiny_model)
-        adapter = adapter or str(REPO_ROOT / spec.tiny_adapter)
-    return model or spec.default_model, adapter or spec.default_adapter
-
-
-def resolve_guidance(spec: CliSpec, args: argparse.Namespace) -> float | None:
-    """``--guidance-scale``, else the tiny stack's own with the tiny preset, else None (the
-    adapter's default: FLUX 3.5 embedded, Qwen-Image true CFG 4.0)."""
-    if args.guidance_scale is not None:
-        return args.guidance_scale
-    return spec.tiny_guidance_scale if args.preset == "tiny" else None
-
-
-def image_size_multiple(model: str) -> int:
-    """What image sides must be multiples of: the VAE's downsampling x 2 (2x2 latent pixels per
-    token). Read from a local model's ``vae/config.json``; 16 (the released models') otherwise."""
-    config_path = Path(model).expanduser() / "vae" / "config.json"
-    if not config_path.is_file():
-        return 16
-    config = json.loads(config_path.read_text())
-    if "temperal_downsample" in config:  # Qwen-Image's VAE: one x2 per entry, then x2 once more
-        return 2 ** len(config["temperal_downsample"]) * 2
-    return 2 ** (len(config["block_out_channels"]) - 1) * 2
-
-
-def check_image_size(model: str, height: int | None, width: int | None) -> None:
-    """Fail before any model loads (UserError) on a side the pipeline would refuse after loading."""
-    multiple = image_size_multiple(model)
-    for flag, value in (("--height", height), ("--width", width)):
-        if value is not None and (value <= 0 or value % multiple):
-            raise UserError(
-                f"{flag} must be a positive multiple of {multiple} for this model (its VAE's "
-                f"downsampling x 2x2 token packing), got {value}"
-            )
-
-
-def _reason(error: BaseException, limit: int = 400) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    first = lines[0] if lines else "(no message)"
-    return f"{type(error).__name__}: {first[:limit]}{'...' if len(first) > limit else ''}"
-
-
-def quiet_libraries() -> None:
-    """Only errors from diffusers, transformers and the Hub client: a failed load should read as
-    one message, not pages of retries, warnings and loading bars."""
-    import diffusers
-    import huggingface_hub
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    huggingface_hub.utils.logging.set_verbosity_error()
-
-
-def load_pipeline(
-    spec: CliSpec,
-    model: str,
-    adapter: str,
-    dtype: torch.dtype,
-    device: str,
-    offload: bool,
-    quantize: str = "none",
-    gguf: Path | None = None,
-) -> Any:
-    """The pipeline with its adapter, on ``device`` (or offloaded to it), its base transformer
-    quantized with ``quantize`` (:mod:`arcflow.models.quantization`); LoadError on failure."""
-    from arcflow import pipelines
-    from arcflow.models.arch import get_arch
-    from arcflow.models.quantization import load_quantized_transformer
-
-    pipeline_cls = getattr(pipelines, spec.pipeline)
-    if not Path(model).expanduser().is_dir() and (
-        model.startswith(("/", ".", "~")) or model.count("/") != 1
-    ):
-        raise LoadError(
-            f"--model '{model}' is neither a local folder nor a Hub id ('owner/name'): point "
-            "--model at a local diffusers pipeline folder (with model_index.json)."
-        )
-    local = Path(model).expanduser().is_dir()
-    components = {}
-    if quantize != "none":
-        transformer_cls = get_arch(pipeline_cls.arch).transformer_cls
-        try:
-            components["transformer"] = load_quantized_transformer(
-                transformer_cls, model, quantize, dtype, gguf, local_files_only=local
-            )
-        except Exception as error:  # a bad file, or one of another model, reads as one line
-            raise LoadError(
-                f"could not load the {spec.name} transformer with --quantize {quantize} "
-                f"({_reason(error)}).\nHint: --gguf must be a GGUF file of this --model's "
-                "transformer; the other schemes quantize --model's own weights."
-            ) from error
-    try:
-        pipe = pipeline_cls.from_pretrained(
-            model, dtype=dtype, local_files_only=local, **components
-        )
-    except Exception as error:  # from_pretrained raises many types for one cause: a bad source
-        where = "check that" if Path(model).expanduser().is_dir() else "without network access,"
-        raise LoadError(
-            f"could not load the {spec.name} base model '{model}' ({_reason(error)}).\n"
-            f"Hint: {where} --model must be a local diffusers pipeline folder (model_index.json, "
-            "transformer/, vae/, text encoders and tokenizers)."
-        ) from error
-    repo, subfolder = split_adapter(adapter)
-    try:
-        pipe.load_arcflow_adapter(repo, subfolder=subfolder)
-    except Exception as error:  # adapter download, format and base-mismatch errors alike
-        hint = (
-            "check that the adapter was trained for this --model"
-            if Path(adapter).expanduser().is_dir()
-            else "without network access, --adapter must be a local adapter folder (config.json "
-            "and diffusion_pytorch_model.safetensors)"
-        )
-        raise LoadError(
-            f"could not load the ArcFlow adapter '{adapter}' ({_reason(error)}).\nHint: {hint}."
-        ) from error
-    if offload:
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    return pipe
 
 
 # ------------------------------------------------------------------------------ main
@@ -599,21 +405,17 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
     if args.merge_lora:
         pipe.merge_arcflow_lora()
 
-    tiny = args.preset == "tiny"
     call: dict[str, Any] = dict(
         num_inference_steps=args.nfe,
         timestep_ratio=args.timestep_ratio,
         shift=args.shift,
-        height=args.height or (spec.tiny_size if tiny else None),
-        width=args.width or (spec.tiny_size if tiny else None),
-        max_sequence_length=args.max_sequence_length
-        or (spec.tiny_max_sequence_length if tiny else 512),
+        **resolve_call(model, args),
     )
+    guidance_scale = call.pop("guidance_scale")
     try:
         pipe.latent_size(call["height"], call["width"])
     except ValueError as error:
         raise UserError(f"--height / --width do not fit {spec.name}: {error}") from None
-    guidance_scale = resolve_guidance(spec, args)
     if guidance_scale is not None:
         call["guidance_scale"] = guidance_scale
     settings = dict(

@@ -16,8 +16,8 @@ import torch
 from diffusers import FluxPipeline
 from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 
+from arcflow.flow.sampling import Cond
 from arcflow.pipelines.base import ArcFlowPipelineMixin, Generators, StepEndCallback
-from arcflow.pipelines.sampling import Cond
 
 
 class ArcFluxPipeline(ArcFlowPipelineMixin, FluxPipeline):

@@ -16,8 +16,8 @@ import torch
 from diffusers import QwenImagePipeline
 from diffusers.pipelines.qwenimage.pipeline_output import QwenImagePipelineOutput
 
+from arcflow.flow.sampling import Cond
 from arcflow.pipelines.base import ArcFlowPipelineMixin, Generators, StepEndCallback
-from arcflow.pipelines.sampling import Cond
 
 
 class ArcQwenImagePipeline(ArcFlowPipelineMixin, QwenImagePipeline):

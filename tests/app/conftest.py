@@ -15,7 +15,7 @@ from PIL import Image
 from arcflow.app.demo import Demo
 from arcflow.app.page import PageDefaults, build_page, launch
 from arcflow.app.server import parse_args
-from arcflow.pipelines import cli
+from arcflow.pipelines import cli, loading
 
 # Two prompts at seeds 0 and 1: one CLI run gives both, as image 0 and image 1.
 PROMPTS = ("a red circle at the top left", "a blue square at the bottom right")
@@ -72,7 +72,7 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> list[Reference]:
     argv = ["--preset", "tiny", "--seed", "0", "--teacher-steps", str(TEACHER_STEPS)]
     for prompt in PROMPTS:
         argv += ["--prompt", prompt]
-    assert cli.run(cli.FLUX, argv + ["--out", str(out)]) == 0
+    assert cli.run(loading.FLUX, argv + ["--out", str(out)]) == 0
     found = []
     for seed, prompt in enumerate(PROMPTS):
         student = cli.image_path(out, seed, len(PROMPTS), prompt)

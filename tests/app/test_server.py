@@ -15,7 +15,7 @@ import pytest
 
 from arcflow.app.demo import Demo, Request
 from arcflow.app.server import main, parse_args
-from arcflow.pipelines import cli
+from arcflow.pipelines import cli, loading
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,10 +59,10 @@ def test_python_app_py_serves_the_page(tmp_path, port):
 
 def test_without_a_model_it_serves_the_tiny_stack():
     spec, args, prompts = parse_args([])
-    assert spec is cli.FLUX and args.preset == "tiny" and prompts == []
+    assert spec is loading.FLUX and args.preset == "tiny" and prompts == []
     assert (args.host, args.port) == ("127.0.0.1", 7860)
     spec, args, prompts = parse_args(["--arch", "qwen_image", "--prompt", "a", "--prompt", "b"])
-    assert spec is cli.QWEN_IMAGE and args.preset == "tiny" and prompts == ["a", "b"]
+    assert spec is loading.QWEN_IMAGE and args.preset == "tiny" and prompts == ["a", "b"]
     _, args, _ = parse_args(["--model", "black-forest-labs/FLUX.1-dev"])
     assert args.preset is None
 
@@ -92,7 +92,7 @@ def test_a_model_that_does_not_load_is_one_message(capsys):
 def test_qwen_image_gives_the_cli_pixels(tmp_path, png):
     prompt = "a blue star below a small yellow square"
     argv = ["--preset", "tiny", "--prompt", prompt, "--seed", "3", "--num-images", "2"]
-    assert cli.run(cli.QWEN_IMAGE, argv + ["--out", str(tmp_path / "cli")]) == 0
+    assert cli.run(loading.QWEN_IMAGE, argv + ["--out", str(tmp_path / "cli")]) == 0
     spec, args, _ = parse_args(["--arch", "qwen_image", "--out", str(tmp_path / "app")])
     demo = Demo(spec, cli.load_from_args(spec, args), args.out)
     result = demo.generate(Request(prompt, 3, 2, demo.default_guidance, num_images=2))

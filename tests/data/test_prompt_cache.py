@@ -26,14 +26,11 @@ from arcflow.data.prompt_cache import (
     shard_name,
 )
 from arcflow.data.prompts import PromptDataset, read_prompt_records
-from arcflow.data.registered import ScenePromptDataset
-from arcflow.data.tiny_stack import (
-    FLUX_MAX_SEQUENCE_LENGTH,
-    assemble_flux_stack,
-    assemble_qwen_stack,
-)
 from arcflow.engine.launch import prepare_config
 from arcflow.models.text_encoders import PromptEncoder
+from arcflow.tinyworld.architectures import FLUX_MAX_SEQUENCE_LENGTH
+from arcflow.tinyworld.datasets import ScenePromptDataset
+from arcflow.tinyworld.stack import assemble_flux_stack, assemble_qwen_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_PROMPT = " ".join(["a red circle"] * 20)  # 60 T5 tokens: over the budget of 32

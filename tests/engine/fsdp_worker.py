@@ -39,8 +39,8 @@ from arcflow.models.distiller import ArcFlowDistiller
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/tiny/arcflow_ci_flux.py"
-sys.path.insert(0, str(ROOT))  # run as a script: reach the tiny models of tests/models
-from tests.models.conftest import TinyWorld  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))  # run as a script: reach the tests' tiny models
+from tiny_models import TinyWorld  # noqa: E402
 
 
 def distiller() -> ArcFlowDistiller:

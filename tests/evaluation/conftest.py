@@ -1,6 +1,6 @@
-"""A tiny-world-shaped FLUX stack with random weights (64x64 images, 16x16x16 latents, the shipped
-architectures of ``arcflow.data.tiny_stack``), its ArcFlow and linear (K = 1) adapters, and a
-random attribute evaluator, all on disk like the shipped checkpoints; and tools/evaluate.py."""
+"""A tiny-world-shaped FLUX stack with random weights (64x64 images, 16x16x16 latents, the
+shipped architectures), its ArcFlow and linear (K = 1) adapters, and a random attribute
+evaluator, all on disk like the shipped checkpoints; and tools/evaluate.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from tiny_models import tiny_world_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,14 +29,11 @@ def build_tiny_world_stack(root: Path, arch: str, full: bool) -> TinyWorldStack:
     """Model and ArcFlow adapter; with ``full`` also a linear adapter and an evaluator."""
     from diffusers import FluxTransformer2DModel, QwenImageTransformer2DModel
 
-    from arcflow.data.tiny_stack import ASSEMBLERS, build_vae, transformer_config
-    from arcflow.evaluation.attributes import AttributeEvaluator
     from arcflow.models import ArcFlowStudent, save_arcflow_adapter
+    from arcflow.tinyworld.evaluator import AttributeEvaluator
 
     cls = FluxTransformer2DModel if arch == "flux" else QwenImageTransformer2DModel
-    torch.manual_seed(0)
-    transformer = cls(**transformer_config(arch)).eval()
-    model = ASSEMBLERS[arch](root / f"tiny-{arch}", build_vae(arch).eval(), transformer)
+    model = tiny_world_model(root / f"tiny-{arch}", arch)
     folders: dict[str, Path | None] = {"linear": None}
     for name, k in (("arcflow", 4), ("linear", 1))[: 2 if full else 1]:
         base = cls.from_pretrained(model / "transformer").eval()

@@ -11,14 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from arcflow.data.scenes import Scene, SceneObject, heldout_prompts, render_batch
 from arcflow.evaluation import harness
-from arcflow.evaluation.attributes import AttributeEvaluator
-from arcflow.evaluation.features import ClipScorer, EvaluatorFeatures, InceptionFeatures, to_uint8
+from arcflow.evaluation.features import ClipScorer, InceptionFeatures, to_uint8
 from arcflow.evaluation.metrics import PSNR_CAP_DB, psnr, wilson_interval
 from arcflow.evaluation.report import write_report
 from arcflow.models.vae import LatentCodec, load_vae
-from arcflow.pipelines import cli
+from arcflow.pipelines import loading
+from arcflow.tinyworld.evaluator import AttributeEvaluator
+from arcflow.tinyworld.scenes import heldout_prompts, render_batch
+from arcflow.tinyworld.scoring import EvaluatorFeatures, SceneCaptionScorer
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLERS = "teacher6,teacher2,linear2,arcflow1,arcflow2"
@@ -43,8 +44,8 @@ def flux_pipe(tiny_world_stack):
     from arcflow.models.adapter_format import load_arcflow_adapter
     from arcflow.models.loading import load_base_transformer
 
-    pipe = cli.load_pipeline(
-        cli.FLUX, str(tiny_world_stack.model), str(tiny_world_stack.adapter),
+    pipe = loading.load_pipeline(
+        loading.FLUX, str(tiny_world_stack.model), str(tiny_world_stack.adapter),
         torch.float32, "cpu", offload=False,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
@@ -69,7 +70,7 @@ def run(flux_pipe, tiny_world_stack):
         seed=5,
         batch_prompts=3,  # batches that split a prompt's seeds apart are fine too
         feature_spaces=[EvaluatorFeatures(evaluator)],
-        evaluator=evaluator,
+        scorer=SceneCaptionScorer(evaluator),
         real_images=to_uint8(render_batch([scene for _, scene in pairs])),
         grid_prompts=3,
     )
@@ -101,38 +102,6 @@ def test_every_sampler_is_measured(run):
     assert set(result.references) == {"data", "vae"}
     assert 0 < result.references["vae"]["psnr_vs_data_db"] < PSNR_CAP_DB
     assert result.settings["machine"]["torch"] == torch.__version__
-
-
-def test_caption_match_per_stated_size_and_shape():
-    """Rendered scenes match their own captions under the shipped evaluator and a swapped one does
-    not: the per-object table counts exactly that, by stated size and shape, leaving out unstated
-    sizes and two-object prompts."""
-    evaluator = AttributeEvaluator.from_pretrained(ROOT / "checkpoints" / "tiny-evaluator")
-
-    def scene(*objects: tuple[str, str, str]) -> Scene:
-        return Scene(
-            tuple(SceneObject(c, shape, size, p) for c, shape, size, p in objects), ("gray",)
-        )
-
-    star, circle = ("red", "star", "large", "center"), ("blue", "circle", "large", "center")
-    cases = [
-        ("a large red star in the center", scene(star)),
-        ("a large red star in the center", scene(("red", "circle", "large", "center"))),
-        ("a small red star in the center", scene(("red", "star", "small", "center"))),
-        ("a red star in the center", scene(star)),  # no size stated: not in the table
-        ("a large blue circle in the center", scene(circle)),
-        ("a large blue circle at the top left and a large red star in the center",
-         scene(("blue", "circle", "large", "top left"), star)),
-    ]  # fmt: skip
-    images = to_uint8(render_batch([s for _, s in cases]))
-    scores = harness._caption_scores(evaluator, images, [p for p, _ in cases])
-    assert scores.match_by_object == {
-        "large circle": {"match": 1.0, "prompts": 1},
-        "small star": {"match": 1.0, "prompts": 1},
-        "large star": {"match": 0.5, "prompts": 2},
-    }
-    assert list(scores.match_by_object) == ["large circle", "small star", "large star"]
-    assert scores.match == pytest.approx(5 / 6)
 
 
 def test_images_are_the_pipelines_from_the_same_noise(run, flux_pipe):
@@ -208,8 +177,8 @@ def test_a_sampler_equal_to_the_teacher_agrees_perfectly(flux_pipe):
 def test_qwen_teacher_counts_both_cfg_forwards(tiny_world_qwen):
     """Qwen-Image's teacher runs true CFG (2 forwards a step, the empty negative prompt encoded
     as the pipeline does); the student runs once a step. Same noise as the pipeline."""
-    pipe = cli.load_pipeline(
-        cli.QWEN_IMAGE, str(tiny_world_qwen.model), str(tiny_world_qwen.adapter),
+    pipe = loading.load_pipeline(
+        loading.QWEN_IMAGE, str(tiny_world_qwen.model), str(tiny_world_qwen.adapter),
         torch.float32, "cpu", offload=False,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
@@ -251,7 +220,7 @@ def test_inception_features_load_a_torchscript_detector(tmp_path):
 def test_clip_scorer_reads_a_local_clip_folder(tmp_path):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from arcflow.data.tiny_stack import build_clip_tokenizer
+    from arcflow.tinyworld.stack import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
     text = dict(vocab_size=len(tokenizer), max_position_embeddings=77)

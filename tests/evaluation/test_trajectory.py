@@ -13,7 +13,7 @@ import torch
 
 from arcflow.evaluation import trajectory
 from arcflow.flow import ArcFlowPolicy
-from arcflow.pipelines.sampling import student_sigmas
+from arcflow.flow.sampling import student_sigmas
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (3, 2, 4, 4)  # (B, C, H, W)

@@ -3,6 +3,9 @@ and students built from config dicts."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import huggingface_hub.constants
 import pytest
 import torch
@@ -83,3 +86,22 @@ def test_student_from_config_dict(tiny, tmp_path):
     mismatch = dict(pretrained, from_config={**tiny.configs["flux"], "num_layers": 2})
     with pytest.raises(ValueError, match="num_layers=1, the config expects 2"):
         build_student_from_cfg({**cfg, "transformer": mismatch}, device="cpu")
+
+
+def test_named_architectures_come_from_the_registry():
+    """``from_config`` names resolve through arcflow.registry.ARCHITECTURES, which imports the
+    tiny world's sizes on first look-up: nothing has to import arcflow.tinyworld beforehand."""
+    code = (
+        "import sys\n"
+        "from arcflow.models import build_transformer\n"
+        "assert 'arcflow.tinyworld' not in sys.modules\n"
+        "t = build_transformer('flux', 'tiny')\n"
+        "print(t.config.num_single_layers, t.config.in_channels)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["2", "64"]
+    with pytest.raises(ValueError, match=r"no transformer architecture named 'huge'.*'tiny'"):
+        build_transformer("flux", "huge")
+    toy = build_transformer("qwen_image", "toy", device="cpu")
+    assert toy.config.num_layers == 2 and toy.config.out_channels == 4

@@ -1,55 +1,22 @@
-"""The tiny world's trainers: flow matching (data and guidance-distillation targets) and VAEs."""
+"""The general flow-matching trainer: data and guidance-distillation targets, and a per-pixel loss
+weight that reaches it from the data."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from mmengine.optim import OptimWrapper
+from tiny_models import fixed_loss, scene_batch, text_and_vae_stacks, train_steps
 from torch.utils.data import default_collate
 
-from arcflow.data.scene_latents import SceneLatentDataset
-from arcflow.data.scenes import SceneDataset, parse_caption, sample_item
-from arcflow.data.tiny_stack import (
-    ASSEMBLERS,
-    LATENT_CHANNELS,
-    build_vae,
-    transformer_config,
-)
-from arcflow.models.flow_matching import FlowMatchingTrainer, VAETrainer, sample_sigmas
+from arcflow.models.flow_matching import FlowMatchingTrainer, sample_sigmas
 from arcflow.models.loading import build_transformer
-
-
-def _batch(size: int = 4) -> dict:
-    items = [SceneDataset("train", seed=0)[i] for i in range(size)]
-    return {
-        "image": torch.stack([item["image"] for item in items]),
-        "prompt": [item["prompt"] for item in items],
-    }
+from arcflow.tinyworld.architectures import LATENT_CHANNELS, transformer_config
+from arcflow.tinyworld.scene_latents import SceneLatentDataset
 
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory) -> dict[str, str]:
-    """Tiny stacks with random VAEs and the real text side (no transformer yet)."""
-    root = tmp_path_factory.mktemp("stacks")
-    torch.manual_seed(0)
-    return {
-        arch: str(ASSEMBLERS[arch](root / arch, vae=build_vae(arch)))
-        for arch in ("flux", "qwen_image")
-    }
-
-
-def _fixed_loss(model: FlowMatchingTrainer, batch: dict) -> float:
-    torch.manual_seed(123)  # same sigmas, noise and dropout for every evaluation
-    with torch.no_grad():
-        return float(model.loss(batch)["loss"])
-
-
-def _steps(model, batch: dict, steps: int, lr: float) -> None:
-    params = [p for p in model.parameters() if p.requires_grad]
-    wrapper = OptimWrapper(torch.optim.Adam(params, lr=lr))
-    for _ in range(steps):
-        torch.manual_seed(123)
-        model.train_step(batch, wrapper)
+    return text_and_vae_stacks(tmp_path_factory.mktemp("stacks"))
 
 
 def test_sigma_sampling_and_shift():
@@ -70,14 +37,15 @@ def test_flow_matching_lowers_loss_on_a_fixed_batch(stacks, arch):
         stacks[arch],
         text_dropout=0.5,
         guidance_scale=1.0 if arch == "flux" else None,
-        object_weight=4.0 if arch == "flux" else 0.0,  # both losses
     )
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("transformer.") for n in trainable)
-    batch = _batch()
-    before = _fixed_loss(model, batch)
-    _steps(model, batch, steps=8, lr=2e-3)
-    assert _fixed_loss(model, batch) < 0.8 * before
+    batch = scene_batch()
+    if arch == "flux":  # both losses: with and without a loss weight
+        batch["loss_weight"] = 1.0 + torch.rand(4, 1, 16, 16)
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, steps=8, lr=2e-3)
+    assert fixed_loss(model, batch) < 0.8 * before
 
 
 def test_guidance_distillation_target(stacks, tmp_path):
@@ -89,7 +57,7 @@ def test_guidance_distillation_target(stacks, tmp_path):
     model = FlowMatchingTrainer(
         "flux", source, stacks["flux"], cfg_teacher=dict(transformer=source, guidance_scale=1.0)
     )
-    batch = _batch(2)
+    batch = scene_batch(2)
     encoded = model.prompt_encoder(batch["prompt"])
     empty = model.empty_conditioning(encoded)
     x, sigma = torch.randn(2, LATENT_CHANNELS, 16, 16), torch.tensor([0.3, 0.8])
@@ -115,96 +83,50 @@ def test_guidance_distillation_target(stacks, tmp_path):
     assert not torch.allclose(embedded_at[0][1], embedded_at[1][1])  # the guidance input acts
     for per_sample_draws in (False, True):
         model.guidance_per_sample = per_sample_draws
-        _steps(model, batch, steps=1, lr=1e-3)
+        train_steps(model, batch, steps=1, lr=1e-3)
     assert not any(p.requires_grad for p in model.cfg_teacher.parameters())
 
 
-@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
-def test_vae_trainer_lowers_reconstruction_loss(arch):
+def test_loss_weight_from_the_data_is_the_object_weighted_loss(stacks, tmp_path):
+    """``SceneLatentDataset(object_weight=W)`` + the trainer give, bit for bit, the loss the trainer
+    computed itself before the weight came from the data: ``mean((1 + W m) (v - u)^2)`` with ``m``
+    the cached object mask, here computed independently from the same random draws."""
+    weight = 4.0
+    plain = SceneLatentDataset(stacks["flux"], size=6, seed=0, cache_dir=str(tmp_path))
+    weighted = SceneLatentDataset(
+        stacks["flux"], size=6, seed=0, cache_dir=str(tmp_path), object_weight=weight
+    )
+    assert "loss_weight" not in plain[0]  # W = 0: the plain loss, no weight map
+    batch = default_collate([weighted[i] for i in range(6)])
+    mask = weighted.mask[:6]
+    assert batch["loss_weight"].shape == (6, 1, 16, 16) and 0 < mask.mean() < 0.5
     torch.manual_seed(0)
-    model = VAETrainer(arch)
-    batch = _batch(4)
-
-    def loss() -> float:
-        torch.manual_seed(1)
-        with torch.no_grad():
-            return float(sum(model.loss(batch).values()))
-
-    before = loss()
-    _steps(model, batch, steps=6, lr=2e-3)
-    assert loss() < 0.8 * before
-
-
-@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
-def test_cached_scene_latents_give_the_image_loss(stacks, arch, tmp_path):
-    """Pre-encoded latents are the codec's encoding of the rendered scenes, the cache is reused,
-    and a teacher's loss on them equals its loss on the images (object weighting included)."""
-    dataset = SceneLatentDataset(stacks[arch], size=6, seed=0, cache_dir=str(tmp_path))
-    written = dataset.path.stat().st_mtime_ns
-    again = SceneLatentDataset(stacks[arch], size=6, seed=0, cache_dir=str(tmp_path))
-    assert again.path == dataset.path and dataset.path.stat().st_mtime_ns == written
-    assert len(list(tmp_path.iterdir())) == 1  # atomic write left no temporary file
-
     model = FlowMatchingTrainer(
-        arch,
-        dict(from_config=transformer_config(arch)),
-        stacks[arch],
-        guidance_scale=1.0 if arch == "flux" else None,
-        object_weight=4.0,
+        "flux", dict(from_config="tiny"), stacks["flux"], text_dropout=0.5, guidance_scale=1.0
     )
-    images = _batch(6)
-    assert [dataset[i]["prompt"] for i in range(6)] == images["prompt"]
-    latents = torch.stack([dataset[i]["latents"] for i in range(6)])
-    torch.testing.assert_close(latents, model.encode(images["image"]), atol=1e-5, rtol=1e-5)
-    cached = default_collate([again[i] for i in range(6)])
-    assert cached["object_mask"].shape == (6, 1, *latents.shape[-2:])
-    assert 0 < cached["object_mask"].mean() < 0.5  # objects: a minority of each scene
-    assert _fixed_loss(model, cached) == pytest.approx(_fixed_loss(model, images), rel=1e-5)
+    got = fixed_loss(model, batch)
 
-
-def test_scene_latents_repeat_the_scenes_a_phrase_describes(stacks, tmp_path):
-    """``repeat`` shows each scene with a matching object that many times (the largest factor of
-    its objects), the others once, with the cached items unchanged; bad phrases are named."""
-    plain = SceneLatentDataset(stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path))
-    repeat = {"large star": 3, "star": 2, "red": 2}
-    view = SceneLatentDataset(
-        stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path), repeat=repeat
-    )
-    expected = []
-    for i in range(40):
-        scene, prompt = sample_item("train", 0, i)
-        assert plain.prompts[i] == prompt  # the cache holds the scenes drawn again here
-        factor = 1
-        for obj in scene.objects:
-            if obj.shape == "star":
-                factor = max(factor, 3 if obj.size == "large" else 2)
-            if obj.color == "red":
-                factor = max(factor, 2)
-        expected += [i] * factor
-    assert view.index.tolist() == expected and len(view) == len(expected) > 40
-    assert {expected.count(i) for i in range(40)} == {1, 2, 3}  # every case occurs in 40 scenes
-    for position, i in enumerate(expected):
-        assert view[position]["prompt"] == plain[i]["prompt"]
-        assert torch.equal(view[position]["latents"], plain[i]["latents"])
-
-    for bad, named in (({"huge star": 2}, "huge"), ({"star": 0}, "positive integer")):
-        with pytest.raises(ValueError, match=named):
-            SceneLatentDataset(stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path), repeat=bad)
-
-
-def test_scene_latents_can_state_every_size(stacks, tmp_path):
-    """``size_omitted=0``: the cached latents with captions that state every object's size."""
-    plain = SceneLatentDataset(stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path))
-    sized = SceneLatentDataset(
-        stacks["flux"], size=40, seed=0, cache_dir=str(tmp_path), size_omitted=0.0
-    )
-    assert sized.path == plain.path  # one cache: latents do not depend on the captions
-    assert sized.prompts != plain.prompts
-    for i in range(40):
-        scene, _ = sample_item("train", 0, i)
-        assert [s["size"] for s in parse_caption(sized[i]["prompt"])] == [
-            obj.size for obj in scene.objects
-        ]
-        assert torch.equal(sized[i]["latents"], plain[i]["latents"])
-    with pytest.raises(ValueError, match="probability"):
-        SceneLatentDataset(stacks["flux"], size=40, cache_dir=str(tmp_path), size_omitted=1.5)
+    torch.manual_seed(123)  # the trainer's draws, in its order: sigma, noise, text dropout
+    with torch.no_grad():
+        x0 = batch["latents"].float()
+        encoded = model.prompt_encoder(list(batch["prompt"]))
+        cond = {k: v for k, v in encoded.items() if not k.startswith("negative_")}
+        empty = model.empty_conditioning(encoded)
+        sigma = sample_sigmas(6, "logit_normal", model.shift)
+        eps = torch.randn_like(x0)
+        drop = torch.rand(6) < 0.5
+        cond = {
+            k: torch.where(drop.view(-1, *[1] * (v.dim() - 1)), empty[k].expand_as(v), v)
+            for k, v in cond.items()
+        }
+        s = sigma.view(-1, 1, 1, 1)
+        x_sigma = (1 - s) * x0 + s * eps
+        u = model.arch.teacher_velocity(model.transformer, x_sigma, sigma, cond, 1.0)
+        error = (u.float() - (eps - x0)).pow(2)
+        expected = (error * (1.0 + weight * mask)).mean()
+        unweighted = error.mean()
+    assert got == float(expected)  # bitwise: the same operations on the same values
+    assert got != pytest.approx(float(unweighted), rel=1e-3)  # and the weight acts
+    assert fixed_loss(model, default_collate([plain[i] for i in range(6)])) == float(unweighted)
+    with pytest.raises(ValueError, match="per latent pixel"):
+        model.loss({**batch, "loss_weight": torch.ones(6, 1, 64, 64)})

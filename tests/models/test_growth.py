@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from arcflow.models import build_transformer, deepen_transformer, get_arch
-from arcflow.models.builder import build_base_from_cfg
+from arcflow.models.builder import base_architecture, build_base_from_cfg
 
 
 def _velocity(tiny, arch: str, transformer) -> torch.Tensor:
@@ -121,3 +121,24 @@ def test_deepen_needs_trained_weights(tiny):
         deepen_transformer(build_transformer("flux", tiny.configs["flux"], "cpu"), "flux", 0)
     with pytest.raises(ValueError, match=r"cannot deepen \['single_blocks'\].*growable stacks"):
         build_base_from_cfg("flux", "meta", from_config="full", deepen=dict(single_blocks=2))
+
+
+def test_a_named_architecture_describes_the_model_before_growth(tiny, tmp_path):
+    """``from_config="toy"`` with ``deepen=2``: the toy size grown, checked against the loaded
+    and grown base; without ``deepen`` the grown checkpoint is a named mismatch."""
+    tiny.base("qwen_image").save_pretrained(tmp_path / "transformer")
+    source = dict(from_pretrained=str(tmp_path), from_config="toy")
+    built = build_base_from_cfg("qwen_image", "cpu", **source, deepen=2)
+    assert built.config.num_layers == 2 * tiny.configs["qwen_image"]["num_layers"]
+    built.save_pretrained(tmp_path / "grown" / "transformer")
+    with pytest.raises(ValueError, match="num_layers=4, the config expects 2"):
+        build_base_from_cfg(
+            "qwen_image", "cpu", from_pretrained=str(tmp_path / "grown"), from_config="toy"
+        )
+    # what a run with this entry trained, without reading its weights: a model that takes its state
+    architecture = base_architecture(
+        "qwen_image", from_pretrained=str(tmp_path), from_config="toy", deepen=2
+    )
+    assert architecture["num_layers"] == 4
+    rebuilt = build_transformer("qwen_image", architecture, device="cpu")
+    rebuilt.load_state_dict(built.state_dict())

@@ -21,6 +21,7 @@ from diffusers import (
 )
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
+from tiny_models import STUDENT_KWARGS, TOY
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -36,34 +37,6 @@ from transformers import (
 from arcflow.models import ArcFlowStudent, save_arcflow_adapter
 
 LETTERS = string.ascii_lowercase + string.digits
-
-# Student settings of the tiny adapters: K = 3, LoRA rank 2 on the released targets.
-STUDENT_KWARGS = dict(num_components=3, lora_rank=2, lora_alpha=2, lora_dropout=0.0)
-
-TINY_TRANSFORMERS = {
-    "flux": dict(
-        patch_size=1,
-        in_channels=16,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        axes_dims_rope=(4, 4, 8),
-        guidance_embeds=True,
-    ),
-    "qwen_image": dict(
-        patch_size=2,
-        in_channels=16,
-        out_channels=4,
-        num_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=3,
-        joint_attention_dim=16,
-        axes_dims_rope=(8, 4, 4),
-    ),
-}
 
 
 def tiny_flux_pipeline() -> FluxPipeline:
@@ -108,7 +81,7 @@ def tiny_flux_pipeline() -> FluxPipeline:
             dropout_rate=0.0,
         )
     )
-    transformer = FluxTransformer2DModel(**TINY_TRANSFORMERS["flux"])
+    transformer = FluxTransformer2DModel(**TOY["flux"])
     vae = AutoencoderKL(
         block_out_channels=(8, 16),
         down_block_types=("DownEncoderBlock2D",) * 2,
@@ -167,7 +140,7 @@ def tiny_qwen_pipeline() -> QwenImagePipeline:
             vision_token_id=n + 2,
         )
     )
-    transformer = QwenImageTransformer2DModel(**TINY_TRANSFORMERS["qwen_image"])
+    transformer = QwenImageTransformer2DModel(**TOY["qwen_image"])
     vae = AutoencoderKLQwenImage(
         base_dim=24,
         z_dim=4,
@@ -212,7 +185,7 @@ class TinyStacks:
         "flux": FluxTransformer2DModel,
         "qwen_image": QwenImageTransformer2DModel,
     }
-    transformer_configs = TINY_TRANSFORMERS
+    transformer_configs = TOY
 
     def __init__(self, root: Path) -> None:
         self.root = root

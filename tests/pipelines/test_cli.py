@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from arcflow.errors import run_cli
-from arcflow.pipelines import cli
+from arcflow.pipelines import cli, loading
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = ["inference_flux.py", "inference_qwen.py", "export_arcflow_to_diffusers.py"]
@@ -53,16 +53,16 @@ def test_invalid_image_size_fails_before_any_model_loads(tiny_stacks, monkeypatc
     capsys.readouterr()  # the fixture's own output
     for flag, value in (("--height", "30"), ("--width", "-8"), ("--height", "0")):
         args = ["--prompt", "x", "--model", model, "--adapter", model, flag, value]
-        assert run_cli(lambda argv: cli.run(cli.FLUX, argv), args) == 2
+        assert run_cli(lambda argv: cli.run(loading.FLUX, argv), args) == 2
         err = capsys.readouterr().err.strip()
         assert (
             err == f"error: {flag} must be a positive multiple of 4 for this model (its VAE's "
             f"downsampling x 2x2 token packing), got {value}"
         )
     # The shipped tiny stacks' VAEs downsample by 4 (FLUX: 3 levels; Qwen-Image: 1 temporal + 1).
-    assert cli.image_size_multiple(str(REPO / "checkpoints/tiny-flux")) == 8
-    assert cli.image_size_multiple(str(REPO / "checkpoints/tiny-qwen")) == 8
-    assert cli.image_size_multiple("black-forest-labs/FLUX.1-dev") == 16
+    assert loading.image_size_multiple(str(REPO / "checkpoints/tiny-flux")) == 8
+    assert loading.image_size_multiple(str(REPO / "checkpoints/tiny-qwen")) == 8
+    assert loading.image_size_multiple("black-forest-labs/FLUX.1-dev") == 16
 
 
 def test_lora_flag_stacks_style_loras_on_the_student(tiny_stacks, tmp_path, capsys):
@@ -80,7 +80,7 @@ def test_lora_flag_stacks_style_loras_on_the_student(tiny_stacks, tmp_path, caps
     }
     pixels = {}
     for name, extra in runs.items():
-        assert cli.run(cli.FLUX, args + extra + ["--out", str(tmp_path / f"{name}.png")]) == 0
+        assert cli.run(loading.FLUX, args + extra + ["--out", str(tmp_path / f"{name}.png")]) == 0
         pixels[name], text = pixels_and_text(tmp_path / f"{name}.png")
     assert np.array_equal(pixels["zero"], pixels["plain"])
     assert np.abs(pixels["style"].astype(int) - pixels["plain"].astype(int)).max() > 2
@@ -90,7 +90,7 @@ def test_lora_flag_stacks_style_loras_on_the_student(tiny_stacks, tmp_path, caps
     assert cli.lora_argument("dir/x.safetensors:-0.5") == ("dir/x.safetensors", -0.5)
 
     missing = tmp_path / "missing"
-    assert cli.run(cli.FLUX, args + ["--lora", str(missing)]) == cli.EXIT_LOAD_ERROR
+    assert cli.run(loading.FLUX, args + ["--lora", str(missing)]) == cli.EXIT_LOAD_ERROR
     err = capsys.readouterr().err
     assert err.startswith(f"error: could not load the LoRA '{missing}'") and "Traceback" not in err
 
@@ -100,7 +100,7 @@ def test_tiny_stack_writes_pngs_with_metadata(tiny_stacks, tmp_path, capsys):
     args = ["--model", str(tiny_stacks.model("flux")), "--adapter"]
     args += [str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
     args += ["--prompt", "a red circle", "--prompt", "blue", "--num-images", "2", "--seed", "7"]
-    assert cli.run(cli.FLUX, args + ["--out", str(out), "--teacher-steps", "2"]) == 0
+    assert cli.run(loading.FLUX, args + ["--out", str(out), "--teacher-steps", "2"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "00000_a-red-circle.png",
@@ -126,7 +126,7 @@ def test_tiny_stack_writes_pngs_with_metadata(tiny_stacks, tmp_path, capsys):
     qwen = tmp_path / "qwen.png"
     args = ["--model", str(tiny_stacks.model("qwen_image")), "--adapter"]
     args += [str(tiny_stacks.adapter("qwen_image")), "--height", "32", "--width", "32"]
-    assert cli.run(cli.QWEN_IMAGE, args + ["--prompt", "a cat", "--out", str(qwen)]) == 0
+    assert cli.run(loading.QWEN_IMAGE, args + ["--prompt", "a cat", "--out", str(qwen)]) == 0
     assert pixels_and_text(qwen)[1]["prompt"] == "a cat"
     assert "wrote" in capsys.readouterr().out
 
@@ -136,13 +136,13 @@ def test_merge_lora_gives_the_same_image(tiny_stacks, tmp_path):
     args += [str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
     args += ["--prompt", "a red circle", "--seed", "3"]
     plain, merged = tmp_path / "plain.png", tmp_path / "merged.png"
-    assert cli.run(cli.FLUX, args + ["--out", str(plain)]) == 0
-    assert cli.run(cli.FLUX, args + ["--out", str(merged), "--merge-lora"]) == 0
+    assert cli.run(loading.FLUX, args + ["--out", str(plain)]) == 0
+    assert cli.run(loading.FLUX, args + ["--out", str(merged), "--merge-lora"]) == 0
     (a, _), (b, text) = pixels_and_text(plain), pixels_and_text(merged)
     assert json.loads(text["arcflow"])["merge_lora"] is True
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # float32: rounding only
     with pytest.raises(SystemExit):
-        cli.run(cli.FLUX, args + ["--merge-lora", "--teacher-steps", "2"])
+        cli.run(loading.FLUX, args + ["--merge-lora", "--teacher-steps", "2"])
 
 
 def test_load_errors_are_one_message(tiny_stacks, tmp_path, capsys, monkeypatch):
@@ -160,12 +160,13 @@ def test_load_errors_are_one_message(tiny_stacks, tmp_path, capsys, monkeypatch)
         ),
     ]
     for args, expected in cases:
-        assert cli.run(cli.FLUX, flux + args) == cli.EXIT_LOAD_ERROR
+        assert cli.run(loading.FLUX, flux + args) == cli.EXIT_LOAD_ERROR
         err = capsys.readouterr().err
         assert err.startswith("error: ") and expected in err and "Traceback" not in err
-    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # a checkout without the tiny stacks
-    assert cli.run(cli.FLUX, flux + ["--preset", "tiny"]) == cli.EXIT_LOAD_ERROR
-    assert "tiny-flux" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # run from a folder without the tiny stacks
+    assert cli.run(loading.FLUX, flux + ["--preset", "tiny"]) == cli.EXIT_LOAD_ERROR
+    err = capsys.readouterr().err
+    assert "checkpoints/tiny-flux" in err and "repository root" in err
 
 
 @pytest.mark.slow
@@ -186,7 +187,7 @@ def test_torchrun_shards_equal_single_process(tiny_stacks, tmp_path):
     args = ["--model", str(tiny_stacks.model("flux")), "--adapter"]
     args += [str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
     args += ["--prompts-file", str(prompts), "--num-images", "2", "--seed", "3"]
-    assert cli.run(cli.FLUX, args + ["--out", str(tmp_path / "single")]) == 0
+    assert cli.run(loading.FLUX, args + ["--out", str(tmp_path / "single")]) == 0
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     result = subprocess.run(
         launcher
@@ -209,46 +210,51 @@ def test_torchrun_shards_equal_single_process(tiny_stacks, tmp_path):
         assert np.array_equal(pa, pb) and ta == tb
 
 
-@pytest.mark.parametrize("spec", [cli.FLUX, cli.QWEN_IMAGE], ids=["flux", "qwen"])
-def test_tiny_preset(spec, tmp_path):
-    """The README's first command, once the tiny world is built (tools/build_tiny_world.py)."""
-    if not all((cli.REPO_ROOT / f).is_dir() for f in (spec.tiny_model, spec.tiny_adapter)):
-        pytest.skip(f"{spec.tiny_model} / {spec.tiny_adapter} not built")
+@pytest.mark.parametrize("spec", [loading.FLUX, loading.QWEN_IMAGE], ids=["flux", "qwen"])
+def test_tiny_preset(spec, tmp_path, monkeypatch):
+    """The README's first command, run from the repository root: the image size, text length and
+    guidance come from the stack folder's own sampling defaults."""
+    monkeypatch.chdir(REPO)
     out = tmp_path / "tiny.png"
     args = ["--preset", "tiny", "--prompt", "a red circle at the top left", "--out", str(out)]
     assert cli.run(spec, args) == 0
     pixels, text = pixels_and_text(out)
-    assert pixels.shape == (spec.tiny_size, spec.tiny_size, 3) and text["nfe"] == "2"
-    assert json.loads(text["arcflow"])["guidance_scale"] == spec.tiny_guidance_scale
+    defaults = loading.sampling_defaults(spec.tiny_model)
+    assert pixels.shape == (defaults["height"], defaults["width"], 3) and text["nfe"] == "2"
+    settings = json.loads(text["arcflow"])
+    assert settings["guidance_scale"] == defaults.get("guidance_scale")
+    assert settings["max_sequence_length"] == defaults.get("max_sequence_length", 512)
 
 
-def test_guidance_resolution():
-    parser = cli.build_parser(cli.FLUX)
-    given = parser.parse_args(["--preset", "tiny", "--guidance-scale", "2.0", "--prompt", "x"])
-    assert cli.resolve_guidance(cli.FLUX, given) == 2.0
-    tiny = parser.parse_args(["--preset", "tiny", "--prompt", "x"])
-    assert cli.resolve_guidance(cli.FLUX, tiny) == cli.FLUX.tiny_guidance_scale
-    # The full-size models keep the adapter's default; the tiny Qwen-Image stack too (CFG 4.0).
-    assert cli.resolve_guidance(cli.FLUX, parser.parse_args(["--prompt", "x"])) is None
-    assert cli.resolve_guidance(cli.QWEN_IMAGE, tiny) is None
-
-
-def test_tiny_flux_guidance_is_the_one_its_students_learnt():
-    from mmengine.config import Config
-
-    from arcflow.data.tiny_stack import FLUX_GUIDANCE_SCALE
-
-    assert cli.FLUX.tiny_guidance_scale == FLUX_GUIDANCE_SCALE
-    for name in ("arcflow_tiny_flux", "linear_tiny_flux"):
-        config = Config.fromfile(cli.REPO_ROOT / "configs" / "tiny" / f"{name}.py")
-        assert config.model.student.guidance_scale == FLUX_GUIDANCE_SCALE, name
+def test_call_settings_come_from_flags_then_the_model_folder(tmp_path):
+    """Each flag wins; unset ones come from the folder's sampling_defaults.json, then the
+    pipeline's own (None, 512 text tokens); a folder's bad file is one clear LoadError."""
+    parser = cli.build_parser(loading.FLUX)
+    plain = parser.parse_args(["--prompt", "x"])
+    assert loading.resolve_call(str(tmp_path), plain) == dict(
+        height=None, width=None, max_sequence_length=512, guidance_scale=None
+    )
+    (tmp_path / loading.SAMPLING_DEFAULTS_FILE).write_text(
+        json.dumps(dict(height=64, width=64, max_sequence_length=32, guidance_scale=7.0))
+    )
+    assert loading.resolve_call(str(tmp_path), plain) == dict(
+        height=64, width=64, max_sequence_length=32, guidance_scale=7.0
+    )
+    given = parser.parse_args(["--prompt", "x", "--guidance-scale", "2", "--height", "32"])
+    assert loading.resolve_call(str(tmp_path), given) == dict(
+        height=32, width=64, max_sequence_length=32, guidance_scale=2.0
+    )
+    assert loading.resolve_call("owner/hub-model", plain)["height"] is None
+    (tmp_path / loading.SAMPLING_DEFAULTS_FILE).write_text(json.dumps(dict(steps=4)))
+    with pytest.raises(loading.LoadError, match="may only set"):
+        loading.resolve_call(str(tmp_path), plain)
 
 
 def test_image_size_that_does_not_fit_is_one_line(tiny_stacks, tmp_path, capsys):
     args = ["--model", str(tiny_stacks.model("flux"))]
     args += ["--adapter", str(tiny_stacks.adapter("flux"))]
     args += ["--prompt", "a red circle", "--height", "30", "--width", "32", "--out", str(tmp_path)]
-    assert run_cli(lambda argv: cli.run(cli.FLUX, argv), args) == 2
+    assert run_cli(lambda argv: cli.run(loading.FLUX, argv), args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --height must be a positive multiple of 4")
     assert err.endswith("got 30") and "\n" not in err

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arcflow.pipelines import (
-    ArcFluxPipeline,
-    ArcQwenImagePipeline,
-    make_noise,
-    sample_student,
-    sample_teacher,
-    student_sigmas,
-)
+from arcflow.flow.sampling import make_noise, sample_student, sample_teacher, student_sigmas
+from arcflow.pipelines import ArcFluxPipeline, ArcQwenImagePipeline
 
 PIPELINES = {"flux": ArcFluxPipeline, "qwen_image": ArcQwenImagePipeline}
 PROMPTS = ["a red circle at the top left", "blue square"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
+from tiny_models import tiny_world_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,13 +53,11 @@ def tiny_flux_stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     """A tiny FLUX pipeline folder (random weights) and an ArcFlow adapter folder for it."""
     from diffusers import FluxTransformer2DModel
 
-    from arcflow.data.tiny_stack import assemble_flux_stack, build_vae, transformer_config
     from arcflow.models import ArcFlowStudent, save_arcflow_adapter
 
     root = tmp_path_factory.mktemp("tiny_flux_stack")
-    torch.manual_seed(0)
-    transformer = FluxTransformer2DModel(**transformer_config("flux")).eval()
-    model = assemble_flux_stack(root / "tiny-flux", build_vae("flux"), transformer)
+    model = tiny_world_model(root / "tiny-flux", "flux")
+    transformer = FluxTransformer2DModel.from_pretrained(model / "transformer").eval()
     student = ArcFlowStudent(transformer, "flux", num_components=4, lora_rank=2, lora_alpha=2)
     return model, save_arcflow_adapter(student, root / "tiny-flux-arcflow")
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from arcflow.evaluation import benchmark, random_students
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDENT_CONFIGS = {a: ROOT / f for a, f in random_students.RELEASED_STUDENT_CONFIGS.items()}
 
 
 def test_time_call_takes_the_median_after_warmup():
@@ -59,7 +63,7 @@ def test_peak_memory_is_reset_per_measurement():
 
 @pytest.mark.parametrize("arch", ["flux", "qwen_image"])
 def test_random_students_are_materialised_from_meta(arch):
-    cfg = random_students.student_config(arch, tiny=True, dtype=torch.float32)
+    cfg = random_students.student_config(STUDENT_CONFIGS[arch], tiny=True, dtype=torch.float32)
     meta = random_students.build_meta_student(cfg)
     assert all(p.is_meta for p in meta.parameters())
     student = random_students.materialize_(meta, torch.device("cpu"))
@@ -86,7 +90,7 @@ def test_full_size_students_build_on_meta_without_host_memory(arch, trainable_b)
     cpu = torch.device("cpu")
     benchmark.reset_peak_memory(cpu)
     before = benchmark.peak_memory_mb(cpu)
-    cfg = random_students.student_config(arch, tiny=False, dtype=torch.bfloat16)
+    cfg = random_students.student_config(STUDENT_CONFIGS[arch], tiny=False, dtype=torch.bfloat16)
     student = random_students.build_meta_student(cfg)
     assert all(p.is_meta for p in student.parameters())
     assert count_parameters(student).trainable / 1e9 == pytest.approx(trainable_b, abs=0.01)

@@ -235,9 +235,9 @@ def test_a_grown_stage_is_exported_at_the_size_it_trained(build_tool, tmp_path, 
     from diffusers import FluxTransformer2DModel
     from safetensors.torch import save_file
 
-    from arcflow.data.tiny_stack import transformer_config
     from arcflow.engine.checkpoint_files import write_checkpoint
     from arcflow.models.growth import deepen_transformer
+    from arcflow.tinyworld.architectures import transformer_config
 
     monkeypatch.chdir(tmp_path)
     stages = build_tool.recipe("flux")

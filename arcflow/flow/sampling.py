@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 
 from arcflow.flow import ArcFlowPolicy, step_boundaries, warp_sigma
+from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
 
 Cond = dict[str, torch.Tensor]
 # callback(step, sigma reached, latents) after each step; a returned tensor replaces the latents
@@ -38,12 +39,16 @@ class SupportsSampling(Protocol):
     ) -> torch.Tensor: ...
 
 
-def student_sigmas(nfe: int, timestep_ratio: float = 1.0, shift: float = 3.2) -> torch.Tensor:
+def student_sigmas(
+    nfe: int, timestep_ratio: float = 1.0, shift: float = RELEASED_SHIFT
+) -> torch.Tensor:
     """Noise levels at the student's step boundaries, float64 ``(nfe + 1,)`` from 1 to 0."""
     return warp_sigma(step_boundaries(nfe, timestep_ratio), shift)
 
 
-def teacher_sigmas(steps: int, shift: float = 3.2, start_sigma: float = 1.0) -> torch.Tensor:
+def teacher_sigmas(
+    steps: int, shift: float = RELEASED_SHIFT, start_sigma: float = 1.0
+) -> torch.Tensor:
     """Noise levels of an Euler teacher on the uniform raw grid, float64 ``(steps + 1,)``; with
     ``start_sigma < 1``, ``start_sigma`` followed by the grid's levels below it."""
     if steps < 1:
@@ -96,9 +101,9 @@ def sample_student(
     model: SupportsSampling,
     noise: torch.Tensor,
     cond: Cond,
-    nfe: int = 2,
+    nfe: int = RELEASED_NFE,
     timestep_ratio: float = 1.0,
-    shift: float = 3.2,
+    shift: float = RELEASED_SHIFT,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Generate latents with ``nfe`` student evaluations from ``noise`` ``(B, C, H, W)``.
@@ -121,7 +126,7 @@ def sample_teacher(
     noise: torch.Tensor,
     cond: Cond,
     steps: int = 50,
-    shift: float = 3.2,
+    shift: float = RELEASED_SHIFT,
     callback: StepCallback | None = None,
     start_sigma: float = 1.0,
 ) -> torch.Tensor:

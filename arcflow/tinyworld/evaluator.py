@@ -1,9 +1,9 @@
 """Attribute evaluator of the tiny world: does an image show what its caption says?
 
-A small CNN reads, for each of the nine grid cells of ``arcflow.data.scenes.POSITIONS``, whether it
-holds an object and that object's colour, shape and size. Two objects never share a cell, so
-matching a caption is a search over at most 9 * 8 cell assignments. The penultimate activations are
-the feature space of the FID-style metrics in this world.
+A small CNN reads, for each of the nine grid cells of ``arcflow.tinyworld.scenes.POSITIONS``,
+whether it holds an object and that object's colour, shape and size. Two objects never share a
+cell, so matching a caption is a search over at most 9 * 8 cell assignments. The penultimate
+activations are the feature space of the FID-style metrics in this world.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from arcflow.data.scenes import (
+from arcflow.tinyworld.scenes import (
     COLORS,
     POSITIONS,
     SHAPES,

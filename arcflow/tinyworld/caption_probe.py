@@ -16,7 +16,7 @@ It is the diagnosis behind docs/tiny_world.md's account of the tiny teachers (a 
 a blob of the right colour at the right place shows a colour gap and no shape gap).
 
 :func:`renoise_probe` asks the same question of whole samples: the scenes' latents are noised to a
-level ``s`` and the teacher's sampler finishes them (:func:`~arcflow.pipelines.sampling.
+level ``s`` and the teacher's sampler finishes them (:func:`~arcflow.flow.sampling.
 sample_teacher` from ``start_sigma = s``), with the true caption and with each one-attribute edit.
 The evaluator then says whether an edited attribute follows the caption or keeps the scene's
 value: above the level where the model decides an attribute, the caption wins; below it, the
@@ -32,8 +32,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from arcflow.data.scene_latents import latent_object_mask
-from arcflow.data.scenes import (
+from arcflow.flow.sampling import Cond, sample_teacher
+from arcflow.flow.time import RELEASED_SHIFT
+from arcflow.models.flow_matching import FlowMatchingTrainer
+from arcflow.tinyworld.evaluator import AttributeEvaluator
+from arcflow.tinyworld.scene_latents import latent_object_mask
+from arcflow.tinyworld.scenes import (
     COLORS,
     POSITIONS,
     SHAPES,
@@ -42,9 +46,6 @@ from arcflow.data.scenes import (
     render_batch,
     sample_item,
 )
-from arcflow.evaluation.attributes import AttributeEvaluator
-from arcflow.models.flow_matching import FlowMatchingTrainer
-from arcflow.pipelines.sampling import Cond, sample_teacher
 
 ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
     "color": tuple(COLORS),
@@ -185,7 +186,7 @@ def renoise_probe(
     seed: int = 0,
     num_objects: int | None = 1,
     steps: int = 50,
-    shift: float = 3.2,
+    shift: float = RELEASED_SHIFT,
     batch_size: int = 50,
 ) -> dict[float, dict[str, dict[str, float]]]:
     """Which attributes the sampler still takes from the caption once the image is noised only to

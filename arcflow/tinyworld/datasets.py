@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from arcflow.data.scene_latents import SceneLatentDataset
-from arcflow.data.scenes import DEFAULT_LENGTH, SceneDataset, sample_item
 from arcflow.registry import DATASETS
+from arcflow.tinyworld.scene_latents import SceneLatentDataset
+from arcflow.tinyworld.scenes import DEFAULT_LENGTH, SceneDataset, sample_item
 
 DATASETS.register_module(module=SceneDataset)
 DATASETS.register_module(module=SceneLatentDataset)

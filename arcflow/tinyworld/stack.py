@@ -1,11 +1,11 @@
-"""The tiny world's model stacks: offline tokenizers, tiny text encoders, VAE and transformer
-architectures, and standard diffusers folders that the stock pipelines load.
+"""The tiny world's model stacks: offline tokenizers, tiny text encoders and VAEs (their
+architectures in :mod:`arcflow.tinyworld.architectures`), and standard diffusers folders that the
+stock pipelines load.
 
 ``checkpoints/tiny-flux/`` (``FluxPipeline``) and ``checkpoints/tiny-qwen/`` (``QwenImagePipeline``)
 are ordinary diffusers folders: ``model_index.json``, a ``FlowMatchEulerDiscreteScheduler`` with the
-released static shift 3.2, tokenizer(s), text encoder(s), VAE and transformer. Images are 64x64;
-the VAEs downsample by 4 to 16x16x16 latents (16 channels,
-as FLUX.1-dev and Qwen-Image have), which 2x2 packing turns into 8x8 = 64 tokens of 64 features.
+released static shift 3.2, tokenizer(s), text encoder(s), VAE and transformer, plus
+``sampling_defaults.json``, the image size, text length and guidance its pipelines are called with.
 
 Tokenizers are built from the scene vocabulary (every caption word is one token), so nothing is
 downloaded. The text encoders are frozen at their seeded random initialisation: a random
@@ -44,71 +44,19 @@ from transformers import (
     T5Tokenizer,
 )
 
-from arcflow.data.scenes import VOCABULARY
+from arcflow.flow.time import RELEASED_SHIFT
+from arcflow.pipelines.loading import SAMPLING_DEFAULTS_FILE
+from arcflow.tinyworld.architectures import (
+    FLUX_POOLED_DIM,
+    FLUX_TEXT_DIM,
+    FLUX_VAE,
+    QWEN_TEXT_DIM,
+    QWEN_VAE,
+    SAMPLING_DEFAULTS,
+)
+from arcflow.tinyworld.scenes import VOCABULARY
 
-SHIFT = 3.2
-IMAGE_SIZE = 64
-LATENT_CHANNELS = 16
-# FluxPipeline pads T5 to max_sequence_length without an attention mask, so the teacher only knows
-# the padding length it was trained with: every FLUX caller passes this (captions are <= 24 words).
-FLUX_MAX_SEQUENCE_LENGTH = 32
-# The tiny FLUX teacher's embedded guidance. Its guidance distillation covers CFG scales 1-10
-# (configs/tiny/teacher_tiny_flux_guidance.py); FLUX.1-dev's 3.5 under-guides this small model.
-FLUX_GUIDANCE_SCALE = 7.0
 TEXT_SEED = 0
-
-# --------------------------------------------------------------------------- architectures
-FLUX_VAE: dict[str, Any] = dict(
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3,
-    block_out_channels=(16, 32, 64),
-    layers_per_block=1,
-    latent_channels=LATENT_CHANNELS,
-    norm_num_groups=8,
-    sample_size=IMAGE_SIZE,
-    use_quant_conv=False,
-    use_post_quant_conv=False,
-    mid_block_add_attention=False,  # 256-token attention costs more than it helps at this size
-    scaling_factor=1.0,  # replaced by the measured latent statistics at export
-    shift_factor=0.0,
-)
-QWEN_VAE: dict[str, Any] = dict(
-    base_dim=24,
-    z_dim=LATENT_CHANNELS,
-    dim_mult=[1, 2, 2],
-    num_res_blocks=1,
-    temperal_downsample=[False, True],
-    latents_mean=[0.0] * LATENT_CHANNELS,  # replaced by the measured statistics at export
-    latents_std=[1.0] * LATENT_CHANNELS,
-)
-FLUX_TEXT_DIM = 64  # T5 d_model = joint_attention_dim
-FLUX_POOLED_DIM = 32  # CLIP hidden size = pooled_projection_dim
-QWEN_TEXT_DIM = 64
-# The teachers' architectures as stage A builds them (configs/tiny/teacher_tiny_*.py); FLUX's stage
-# A4 grows its single-stream stack to 4 blocks (transformer.deepen), which the later stages and the
-# shipped stack keep.
-FLUX_TRANSFORMER: dict[str, Any] = dict(
-    patch_size=1,
-    in_channels=4 * LATENT_CHANNELS,
-    num_layers=2,
-    num_single_layers=2,
-    attention_head_dim=32,
-    num_attention_heads=6,
-    joint_attention_dim=FLUX_TEXT_DIM,
-    pooled_projection_dim=FLUX_POOLED_DIM,
-    guidance_embeds=True,  # FLUX.1-dev is guidance-distilled; so is the tiny teacher
-    axes_dims_rope=(8, 12, 12),
-)
-QWEN_TRANSFORMER: dict[str, Any] = dict(
-    patch_size=2,
-    in_channels=4 * LATENT_CHANNELS,
-    out_channels=LATENT_CHANNELS,
-    num_layers=4,
-    attention_head_dim=32,
-    num_attention_heads=6,
-    joint_attention_dim=QWEN_TEXT_DIM,
-    axes_dims_rope=(8, 12, 12),
-)
 
 # --------------------------------------------------------------------------- tokenizers
 # The words of QwenImagePipeline's prompt template, given whole-word tokens so that the template
@@ -301,14 +249,10 @@ def build_vae(arch: str) -> AutoencoderKL | AutoencoderKLQwenImage:
     raise ValueError(f"unknown architecture {arch!r}")
 
 
-def transformer_config(arch: str) -> dict[str, Any]:
-    return dict(FLUX_TRANSFORMER if arch == "flux" else QWEN_TRANSFORMER)
-
-
 def scheduler() -> FlowMatchEulerDiscreteScheduler:
     """The released sampler set-up: static shift 3.2, no resolution-dependent shift."""
     return FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=SHIFT, use_dynamic_shifting=False
+        num_train_timesteps=1000, shift=RELEASED_SHIFT, use_dynamic_shifting=False
     )
 
 
@@ -339,6 +283,13 @@ def _write_model_index(out_dir: Path, pipeline: str, classes: dict[str, type]) -
     (out_dir / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
+def _write_sampling_defaults(out_dir: Path, arch: str) -> None:
+    """The folder's own pipeline-call defaults (image size, text length, guidance), which the
+    command lines and the evaluation tools read instead of a copy of their own."""
+    text = json.dumps(SAMPLING_DEFAULTS[arch], indent=2) + "\n"
+    (out_dir / SAMPLING_DEFAULTS_FILE).write_text(text)
+
+
 def _save(component: Any, folder: Path, fp16: bool) -> None:
     """``save_pretrained``; weights in float16 when ``fp16`` (models only), to keep files small."""
     if isinstance(component, (ModelMixin, torch.nn.Module)) and fp16:
@@ -363,6 +314,7 @@ def assemble_flux_stack(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_model_index(out, "FluxPipeline", _FLUX_CLASSES)
+    _write_sampling_defaults(out, "flux")
     if not (out / "text_encoder_2" / "config.json").is_file():
         clip, t5 = build_clip_tokenizer(), build_t5_tokenizer()
         scheduler().save_pretrained(out / "scheduler")
@@ -387,6 +339,7 @@ def assemble_qwen_stack(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_model_index(out, "QwenImagePipeline", _QWEN_CLASSES)
+    _write_sampling_defaults(out, "qwen_image")
     if not (out / "text_encoder" / "config.json").is_file():
         tokenizer = build_qwen_tokenizer()
         scheduler().save_pretrained(out / "scheduler")

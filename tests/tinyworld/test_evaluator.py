@@ -3,13 +3,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from arcflow.data.scenes import heldout_prompts, render_batch
-from arcflow.evaluation.attributes import (
+from arcflow.tinyworld.evaluator import (
     WEIGHTS_NAME,
     AttributeEvaluator,
     SlotPrediction,
     degrade,
 )
+from arcflow.tinyworld.scenes import heldout_prompts, render_batch
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "tiny-evaluator"
 

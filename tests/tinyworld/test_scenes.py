@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from arcflow.data.scenes import (
+from arcflow.data.image_latents import image_to_tensor, tensor_to_image
+from arcflow.tinyworld.scenes import (
     COLORS,
     HELDOUT_COMBOS,
     IMAGE_SIZE,
@@ -14,12 +15,10 @@ from arcflow.data.scenes import (
     SceneDataset,
     SceneObject,
     heldout_prompts,
-    image_to_tensor,
     parse_caption,
     relation_holds,
     render,
     sample_item,
-    tensor_to_image,
 )
 
 
@@ -105,7 +104,7 @@ def test_rendered_objects_have_their_colour_in_their_cell(items: list) -> None:
 
 
 def test_every_shape_renders_distinctly() -> None:
-    from arcflow.data.scenes import Scene
+    from arcflow.tinyworld.scenes import Scene
 
     masks = []
     for shape in SHAPES:

@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from arcflow.data.scenes import parse_caption, render_batch, sample_item
-from arcflow.data.tiny_stack import (
-    ASSEMBLERS,
-    FLUX_GUIDANCE_SCALE,
-    build_vae,
-    transformer_config,
-)
-from arcflow.evaluation.attributes import AttributeEvaluator
-from arcflow.evaluation.caption_probe import (
+from arcflow.models.flow_matching import FlowMatchingTrainer
+from arcflow.tinyworld.architectures import FLUX_GUIDANCE_SCALE
+from arcflow.tinyworld.caption_probe import (
     ATTRIBUTE_VALUES,
     VARIANTS,
     GuidedTeacher,
@@ -27,7 +21,9 @@ from arcflow.evaluation.caption_probe import (
     probe_prompts,
     renoise_probe,
 )
-from arcflow.models.flow_matching import FlowMatchingTrainer
+from arcflow.tinyworld.evaluator import AttributeEvaluator
+from arcflow.tinyworld.scenes import parse_caption, render_batch, sample_item
+from arcflow.tinyworld.stack import ASSEMBLERS, build_vae
 
 
 @pytest.mark.parametrize("attribute", list(ATTRIBUTE_VALUES))
@@ -71,9 +67,7 @@ def test_counterfactual_captions_state_the_edit_and_nothing_else():
 def trainer(tmp_path_factory) -> FlowMatchingTrainer:
     torch.manual_seed(0)
     stack = ASSEMBLERS["flux"](tmp_path_factory.mktemp("probe") / "flux", vae=build_vae("flux"))
-    model = FlowMatchingTrainer(
-        "flux", dict(from_config=transformer_config("flux")), str(stack), guidance_scale=1.0
-    )
+    model = FlowMatchingTrainer("flux", dict(from_config="tiny"), str(stack), guidance_scale=1.0)
     return model.eval()
 
 

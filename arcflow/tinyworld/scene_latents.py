@@ -19,14 +19,14 @@ from safetensors.torch import save
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from arcflow.data.image_latents import image_to_tensor
 from arcflow.data.prompt_cache import write_atomic
-from arcflow.data.scenes import (
+from arcflow.tinyworld.scenes import (
     COLORS,
     SHAPES,
     SIZE_OMITTED_PROBABILITY,
     SIZES,
     Scene,
-    image_to_tensor,
     render,
     sample_item,
 )
@@ -54,13 +54,17 @@ class SceneLatentDataset(Dataset):
     """The first ``size`` training scenes of ``seed`` as normalised VAE latents.
 
     Items: ``latents`` (C, h, w) float32 (what ``LatentCodec.encode`` gives for the image, the
-    posterior mean), ``object_mask`` (1, h, w), the fraction of each latent pixel's patch near an
-    object (:func:`object_mask` pooled), and ``prompt``.
+    posterior mean) and ``prompt``; with ``object_weight`` W > 0 also ``loss_weight`` (1, h, w),
+    ``1 + W * m`` where ``m`` is the fraction of each latent pixel's patch near an object
+    (:func:`latent_object_mask`): the flow-matching trainer multiplies its squared error by it, so
+    that the objects, a few percent of each image, are not learnt last.
 
     Args:
         pretrained: a diffusers folder whose ``vae/`` encodes the scenes.
         size: number of scenes (index ``i`` is ``sample_item(split, seed, i)``).
         seed, split: which scenes.
+        object_weight: extra loss weight on latent pixels covering objects; 0 (default) yields
+            no ``loss_weight``, the plain loss.
         cache_dir: where the encoded file lives; built on first use (with a progress bar),
             written atomically.
         batch_size: scenes per VAE call while building.
@@ -74,7 +78,7 @@ class SceneLatentDataset(Dataset):
             for (colour, shape, size, position) combinations that training never shows, and a
             (colour, shape, position) seen with one size only comes with that size in every
             caption that leaves the size out, which can teach a model to draw it whatever size a
-            prompt states (configs/tiny/teacher_tiny_flux_sizes.py measures the effect).
+            prompt states.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class SceneLatentDataset(Dataset):
         size: int = 32768,
         seed: int = 0,
         split: str = "train",
+        object_weight: float = 0.0,
         cache_dir: str = "work_dirs/latent_cache",
         batch_size: int = 64,
         repeat: Mapping[str, int] | None = None,
@@ -90,6 +95,9 @@ class SceneLatentDataset(Dataset):
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
+        if object_weight < 0:
+            raise ValueError(f"object_weight must be >= 0, got {object_weight}")
+        self.object_weight = object_weight
         if size_omitted is not None and not 0.0 <= size_omitted <= 1.0:
             raise ValueError(f"size_omitted is a probability in [0, 1], got {size_omitted}")
         repeat = dict(repeat or {})
@@ -148,11 +156,13 @@ class SceneLatentDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         index = int(self.index[index])
-        return {
+        item: dict[str, torch.Tensor | str] = {
             "latents": self.latents[index],
-            "object_mask": self.mask[index],
             "prompt": self.prompts[index],
         }
+        if self.object_weight:
+            item["loss_weight"] = 1.0 + self.object_weight * self.mask[index]
+        return item
 
 
 def _repeat_factors(
@@ -181,4 +191,4 @@ def _phrase_words(phrase: str, factor: int) -> set[str]:
     return words
 
 
-__all__ = ["SceneLatentDataset", "object_mask"]
+__all__ = ["SceneLatentDataset", "latent_object_mask", "object_mask"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arcflow.pipelines.sampling import sample_teacher, teacher_sigmas
+from arcflow.flow.sampling import sample_teacher, teacher_sigmas
 
 
 class _PointMass:

@@ -11,18 +11,22 @@ from diffusers import FluxPipeline, QwenImagePipeline
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
-from arcflow.data.scenes import VOCABULARY
-from arcflow.data.tiny_stack import (
-    ASSEMBLERS,
+from arcflow.models.loading import build_transformer
+from arcflow.pipelines import loading
+from arcflow.tinyworld.architectures import (
     FLUX_GUIDANCE_SCALE,
     FLUX_MAX_SEQUENCE_LENGTH,
+    SAMPLING_DEFAULTS,
+    transformer_config,
+)
+from arcflow.tinyworld.scenes import VOCABULARY
+from arcflow.tinyworld.stack import (
+    ASSEMBLERS,
     build_clip_tokenizer,
     build_qwen_tokenizer,
     build_t5_tokenizer,
     build_vae,
-    transformer_config,
 )
-from arcflow.models.loading import build_transformer
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = {"flux": FluxPipeline, "qwen_image": QwenImagePipeline}
@@ -56,10 +60,14 @@ def test_every_scene_word_is_one_token():
 @pytest.mark.parametrize("arch", ["flux", "qwen_image"])
 def test_assembled_stack_loads_offline_and_generates(tmp_path, arch):
     torch.manual_seed(0)
-    transformer = build_transformer(arch, transformer_config(arch), device="cpu")
+    transformer = build_transformer(arch, "tiny", device="cpu")
     path = ASSEMBLERS[arch](tmp_path / arch, vae=build_vae(arch), transformer=transformer)
     images = _generate(arch, path)
     assert images.shape == (1, 3, 64, 64) and torch.isfinite(images).all()
+    assert transformer.config.num_layers == transformer_config(arch)["num_layers"]
+    # the folder carries its pipelines' defaults, the shipped ones the same
+    assert loading.sampling_defaults(str(path)) == SAMPLING_DEFAULTS[arch]
+    assert loading.sampling_defaults(str(SHIPPED[arch])) == SAMPLING_DEFAULTS[arch]
 
 
 @pytest.mark.parametrize("arch", ["flux", "qwen_image"])

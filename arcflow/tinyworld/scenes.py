@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from arcflow.data.image_latents import image_to_tensor
+
 IMAGE_SIZE = 64
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -187,17 +189,6 @@ def render(scene: Scene, image_size: int = IMAGE_SIZE) -> np.ndarray:
         patch = image[y0:y1, x0:x1]
         patch += coverage[..., None].astype(np.float32) * (obj.rgb() - patch)
     return np.round(image).astype(np.uint8)
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8."""
-    pixels = tensor.detach().float().add(1.0).mul(127.5).round().clamp(0, 255)
-    return pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def render_batch(scenes: list[Scene], image_size: int = IMAGE_SIZE) -> torch.Tensor:
@@ -428,7 +419,7 @@ def sample_item(
 
     ``edit``: caption ``edit(scene)`` instead, with the same template and wording draws, so that
     the caption differs from the true one only where the edit changed the scene (counterfactual
-    captions: :mod:`arcflow.evaluation.caption_probe`). The returned scene is the true one.
+    captions: :mod:`arcflow.tinyworld.caption_probe`). The returned scene is the true one.
     ``size_omitted``: see :func:`caption` (the scene does not depend on it).
     """
     if split not in SPLITS:

@@ -1,0 +1,259 @@
+"""Loading a pipeline as the command lines ask: which base model and ArcFlow adapter (a preset, a
+local folder or a Hub id), the model folder's own sampling defaults, further LoRAs; every failure
+is one :class:`LoadError` line. Shared by ``inference_*.py``, the web demo and the evaluation
+tools, without their argument parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arcflow.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+PUBLISHED_REPO = "ymyy307/ArcFlow"
+DEFAULT_MAX_SEQUENCE_LENGTH = 512
+# A model folder may carry the defaults of its pipeline calls (the tiny stacks do: 64x64 images,
+# and for FLUX the T5 length and embedded guidance its teacher was trained with).
+SAMPLING_DEFAULTS_FILE = "sampling_defaults.json"
+SAMPLING_KEYS = ("height", "width", "max_sequence_length", "guidance_scale")
+
+
+@dataclass(frozen=True)
+class CliSpec:
+    """What differs between the FLUX and the Qwen-Image command lines."""
+
+    name: str  # shown in messages: "FLUX.1-dev", "Qwen-Image"
+    pipeline: str  # class name in arcflow.pipelines
+    default_model: str
+    default_adapter: str  # "<repo>/<subfolder>" on the Hub
+    # The tiny preset's folders: relative to the current folder, or under the folder an entry
+    # script names (``under``); their image size, text length and guidance come from the model
+    # folder's sampling defaults.
+    tiny_model: str
+    tiny_adapter: str
+
+    def under(self, root: str | Path) -> CliSpec:
+        """This spec with the tiny preset's folders under ``root`` (an entry script's folder,
+        so that the preset works from any current folder)."""
+        root = Path(root)
+        return replace(
+            self, tiny_model=str(root / self.tiny_model), tiny_adapter=str(root / self.tiny_adapter)
+        )
+
+
+FLUX = CliSpec(
+    name="FLUX.1-dev",
+    pipeline="ArcFluxPipeline",
+    default_model="black-forest-labs/FLUX.1-dev",
+    default_adapter=f"{PUBLISHED_REPO}/arcflow-flux-2steps",
+    tiny_model="checkpoints/tiny-flux",
+    tiny_adapter="checkpoints/tiny-flux-arcflow",
+)
+QWEN_IMAGE = CliSpec(
+    name="Qwen-Image",
+    pipeline="ArcQwenImagePipeline",
+    default_model="Qwen/Qwen-Image",
+    default_adapter=f"{PUBLISHED_REPO}/arcflow-qwen-2steps",
+    tiny_model="checkpoints/tiny-qwen",
+    tiny_adapter="checkpoints/tiny-qwen-arcflow",
+)
+
+
+class LoadError(UserError):
+    """Something named on the command line could not be loaded (reported without traceback)."""
+
+
+def split_adapter(adapter: str) -> tuple[str, str | None]:
+    """A local folder as is; ``owner/repo/sub/folder`` -> (``owner/repo``, ``sub/folder``)."""
+    if Path(adapter).expanduser().is_dir():
+        return adapter, None
+    parts = adapter.strip("/").split("/")
+    if len(parts) > 2:
+        return "/".join(parts[:2]), "/".join(parts[2:])
+    return adapter, None
+
+
+def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
+    """Model and adapter after the preset; a missing tiny stack is a LoadError."""
+    model, adapter = args.model, args.adapter
+    if args.preset == "tiny":
+        for given, default, flag in (
+            (model, spec.tiny_model, "--model"),
+            (adapter, spec.tiny_adapter, "--adapter"),
+        ):
+            if given is None and not Path(default).is_dir():
+                raise LoadError(
+                    f"the tiny preset needs {Path(default).resolve()}, which does not exist. "
+                    "Build the tiny world first (python tools/build_tiny_world.py, from the "
+                    f"repository root), or pass {flag} with a local folder."
+                )
+        model = model or str(Path(spec.tiny_model).resolve())
+        adapter = adapter or str(Path(spec.tiny_adapter).resolve())
+    return model or spec.default_model, adapter or spec.default_adapter
+
+
+def sampling_defaults(model: str) -> dict[str, Any]:
+    """The pipeline-call defaults a local model folder carries in ``sampling_defaults.json``:
+    a tiny stack's image size, text length and guidance (:data:`SAMPLING_KEYS`). ``{}`` for a
+    Hub id or a folder without the file."""
+    path = Path(model).expanduser() / SAMPLING_DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        defaults = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise LoadError(f"{path} is not valid JSON ({error}): fix or delete it") from None
+    unknown = sorted(set(defaults) - set(SAMPLING_KEYS))
+    if not isinstance(defaults, dict) or unknown:
+        raise LoadError(f"{path} may only set {list(SAMPLING_KEYS)}; it has {unknown or defaults}")
+    return defaults
+
+
+def resolve_call(model: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``height``, ``width``, ``max_sequence_length`` and ``guidance_scale`` of each pipeline
+    call: the flag when given, else the model folder's sampling default, else the pipeline's
+    (None; 512 text tokens; guidance None is the adapter's default: FLUX 3.5 embedded,
+    Qwen-Image true CFG 4.0)."""
+    defaults = sampling_defaults(model)
+    call = {
+        key: getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
+        for key in SAMPLING_KEYS
+    }
+    call["max_sequence_length"] = call["max_sequence_length"] or DEFAULT_MAX_SEQUENCE_LENGTH
+    return call
+
+
+def image_size_multiple(model: str) -> int:
+    """What image sides must be multiples of: the VAE's downsampling x 2 (2x2 latent pixels per
+    token). Read from a local model's ``vae/config.json``; 16 (the released models') otherwise."""
+    config_path = Path(model).expanduser() / "vae" / "config.json"
+    if not config_path.is_file():
+        return 16
+    config = json.loads(config_path.read_text())
+    if "temperal_downsample" in config:  # Qwen-Image's VAE: one x2 per entry, then x2 once more
+        return 2 ** len(config["temperal_downsample"]) * 2
+    return 2 ** (len(config["block_out_channels"]) - 1) * 2
+
+
+def check_image_size(model: str, height: int | None, width: int | None) -> None:
+    """Fail before any model loads (UserError) on a side the pipeline would refuse after loading."""
+    multiple = image_size_multiple(model)
+    for flag, value in (("--height", height), ("--width", width)):
+        if value is not None and (value <= 0 or value % multiple):
+            raise UserError(
+                f"{flag} must be a positive multiple of {multiple} for this model (its VAE's "
+                f"downsampling x 2x2 token packing), got {value}"
+            )
+
+
+def _reason(error: BaseException, limit: int = 400) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "(no message)"
+    return f"{type(error).__name__}: {first[:limit]}{'...' if len(first) > limit else ''}"
+
+
+def quiet_libraries() -> None:
+    """Only errors from diffusers, transformers and the Hub client: a failed load should read as
+    one message, not pages of retries, warnings and loading bars."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.logging.set_verbosity_error()
+
+
+def load_pipeline(
+    spec: CliSpec,
+    model: str,
+    adapter: str,
+    dtype: torch.dtype,
+    device: str,
+    offload: bool,
+    quantize: str = "none",
+    gguf: Path | None = None,
+) -> Any:
+    """The pipeline with its adapter, on ``device`` (or offloaded to it), its base transformer
+    quantized with ``quantize`` (:mod:`arcflow.models.quantization`); LoadError on failure."""
+    from arcflow import pipelines
+    from arcflow.models.arch import get_arch
+    from arcflow.models.quantization import load_quantized_transformer
+
+    pipeline_cls = getattr(pipelines, spec.pipeline)
+    if not Path(model).expanduser().is_dir() and (
+        model.startswith(("/", ".", "~")) or model.count("/") != 1
+    ):
+        raise LoadError(
+            f"--model '{model}' is neither a local folder nor a Hub id ('owner/name'): point "
+            "--model at a local diffusers pipeline folder (with model_index.json)."
+        )
+    local = Path(model).expanduser().is_dir()
+    components = {}
+    if quantize != "none":
+        transformer_cls = get_arch(pipeline_cls.arch).transformer_cls
+        try:
+            components["transformer"] = load_quantized_transformer(
+                transformer_cls, model, quantize, dtype, gguf, local_files_only=local
+            )
+        except Exception as error:  # a bad file, or one of another model, reads as one line
+            raise LoadError(
+                f"could not load the {spec.name} transformer with --quantize {quantize} "
+                f"({_reason(error)}).\nHint: --gguf must be a GGUF file of this --model's "
+                "transformer; the other schemes quantize --model's own weights."
+            ) from error
+    try:
+        pipe = pipeline_cls.from_pretrained(
+            model, dtype=dtype, local_files_only=local, **components
+        )
+    except Exception as error:  # from_pretrained raises many types for one cause: a bad source
+        where = "check that" if Path(model).expanduser().is_dir() else "without network access,"
+        raise LoadError(
+            f"could not load the {spec.name} base model '{model}' ({_reason(error)}).\n"
+            f"Hint: {where} --model must be a local diffusers pipeline folder (model_index.json, "
+            "transformer/, vae/, text encoders and tokenizers)."
+        ) from error
+    repo, subfolder = split_adapter(adapter)
+    try:
+        pipe.load_arcflow_adapter(repo, subfolder=subfolder)
+    except Exception as error:  # adapter download, format and base-mismatch errors alike
+        hint = (
+            "check that the adapter was trained for this --model"
+            if Path(adapter).expanduser().is_dir()
+            else "without network access, --adapter must be a local adapter folder (config.json "
+            "and diffusion_pytorch_model.safetensors)"
+        )
+        raise LoadError(
+            f"could not load the ArcFlow adapter '{adapter}' ({_reason(error)}).\nHint: {hint}."
+        ) from error
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe
+
+
+def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
+    """Load each ``(path, weight)`` of ``--lora`` into ``pipe`` (adapters ``lora0``, ``lora1``,
+    ...); LoadError naming the one that failed."""
+    for index, (source, weight) in enumerate(loras):
+        path = Path(source).expanduser()
+        where, options = source, {}
+        if path.is_file():  # diffusers takes a folder (or Hub repo) and the file's name apart
+            where, options = str(path.parent), dict(weight_name=path.name)
+        try:
+            pipe.load_lora_weights(where, adapter_name=f"lora{index}", weight=weight, **options)
+        except Exception as error:  # a wrong path, file format or base model alike
+            raise LoadError(
+                f"could not load the LoRA '{source}' ({_reason(error)}).\nHint: --lora takes a "
+                "diffusers LoRA folder or .safetensors file trained for this --model, then "
+                "optionally ':WEIGHT'."
+            ) from error

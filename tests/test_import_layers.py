@@ -1,0 +1,106 @@
+"""The package's import structure, read from the source (AST): the general packages never import
+the tiny world, ``arcflow.flow`` imports nothing else of the project, and there is no import cycle
+between modules or between packages. Imports inside functions count: they are dependencies too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import arcflow
+
+PACKAGE = Path(arcflow.__file__).parent
+GENERAL = ("flow", "models", "engine", "pipelines")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """Module -> the ``arcflow`` modules it imports (``from arcflow.x import y`` counts as
+    ``arcflow.x.y`` when that is a module, else ``arcflow.x``)."""
+    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    child = f"{node.module}.{alias.name}"
+                    targets.add(child if child in modules else node.module)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path ``[a, b, ..., a]``, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_general_packages_do_not_import_the_tiny_world():
+    offenders = {
+        module: sorted(t for t in targets if t.startswith("arcflow.tinyworld"))
+        for module, targets in _imports().items()
+        if module.split(".")[1:2] and module.split(".")[1] in GENERAL
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}
+
+
+def test_flow_imports_nothing_else_of_the_project():
+    outside = {
+        module: sorted(t for t in targets if not t.startswith("arcflow.flow"))
+        for module, targets in _imports().items()
+        if module.startswith("arcflow.flow")
+    }
+    assert {m: t for m, t in outside.items() if t} == {}
+
+
+def test_no_import_cycle_between_modules():
+    graph = _imports()
+    # A package's __init__ importing its own modules is how a package exposes them, not a cycle.
+    for module, targets in graph.items():
+        graph[module] = {t for t in targets if not (module.startswith(f"{t}.") and t != "arcflow")}
+    assert _cycle(graph) is None
+
+
+def test_no_import_cycle_between_packages():
+    packages: dict[str, set[str]] = {}
+    for module, targets in _imports().items():
+        source = _package(module)
+        packages.setdefault(source, set()).update(
+            _package(t) for t in targets if _package(t) != source
+        )
+    assert _cycle(packages) is None
+
+
+def test_a_cycle_is_found():
+    """The checker itself: a two-module loop is reported as a path back to its start."""
+    assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
