@@ -3,23 +3,11 @@
 # It exercises the code path of configs/flux/arcflow_flux_cached.py at toy size.
 _base_ = ["../_base_/runtime/default.py", "../_base_/schedules/distill.py"]
 
-_tiny_flux = dict(
-    patch_size=1,
-    in_channels=16,
-    num_layers=1,
-    num_single_layers=1,
-    attention_head_dim=16,
-    num_attention_heads=2,
-    joint_attention_dim=32,
-    pooled_projection_dim=32,
-    guidance_embeds=True,
-    axes_dims_rope=(4, 4, 8),
-)
 model = dict(
     type="ArcFlowDistiller",
     student=dict(
         arch="flux",
-        transformer=dict(from_config=_tiny_flux),
+        transformer=dict(from_config="toy"),
         num_components=4,
         lora_rank=4,
         lora_alpha=4,
