@@ -17,10 +17,11 @@ from PIL import Image
 from arcflow.errors import run_cli
 from arcflow.models.arch import get_arch
 from arcflow.models.quantization import save_gguf
-from arcflow.pipelines import cli
+from arcflow.pipelines import cli, loading
 
 REPO = Path(__file__).resolve().parents[2]
-SPECS = {"flux": cli.FLUX, "qwen_image": cli.QWEN_IMAGE}
+FLUX, QWEN_IMAGE = loading.FLUX.under(REPO), loading.QWEN_IMAGE.under(REPO)
+SPECS = {"flux": FLUX, "qwen_image": QWEN_IMAGE}
 PROMPT = "a red circle at the top left"
 # int8 weight-only and GGUF Q8_0 measured 44-63 dB on these stacks (seeds 0-2); 30 dB is still
 # quantization noise, a broken head or LoRA gives far less.
@@ -32,7 +33,7 @@ def psnr(a: Path, b: Path) -> float:
     return float(10 * np.log10(1 / max(np.mean((x - y) ** 2), 1e-12)))
 
 
-def generate(spec: cli.CliSpec, out: Path, *flags: str) -> dict:
+def generate(spec: loading.CliSpec, out: Path, *flags: str) -> dict:
     args = ["--preset", "tiny", "--prompt", PROMPT, "--out", str(out), *flags]
     assert cli.run(spec, args) == 0
     return json.loads(Image.open(out).text["arcflow"])
@@ -42,7 +43,7 @@ def generate(spec: cli.CliSpec, out: Path, *flags: str) -> dict:
 def test_quantized_student_image_is_the_float_one(arch, tmp_path):
     spec = SPECS[arch]
     base = get_arch(arch).transformer_cls.from_pretrained(
-        REPO / spec.tiny_model, subfolder="transformer"
+        spec.tiny_model, subfolder="transformer"
     )
     gguf = save_gguf(base, tmp_path / "transformer.gguf")
     float_png = tmp_path / "float.png"
@@ -78,23 +79,23 @@ def test_schemes_the_cpu_cannot_run_are_one_line(tmp_path, capsys):
         (["--quantize", "gguf"], "needs --gguf FILE"),
         (["--quantize", "gguf", "--gguf", str(tmp_path / "no.gguf")], "is not a file"),
     ):
-        assert run_cli(lambda argv: cli.run(cli.FLUX, argv), base + flags) == 2
+        assert run_cli(lambda argv: cli.run(FLUX, argv), base + flags) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: --quantize {flags[1]}") or "--gguf" in err
         assert expected in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(cli.FLUX, base + ["--quantize", "int8", "--merge-lora"])
+        cli.run(FLUX, base + ["--quantize", "int8", "--merge-lora"])
     assert exit_info.value.code == 2
     assert "--merge-lora needs a float base" in capsys.readouterr().err
 
 
 def test_a_gguf_of_another_model_is_one_load_error(tmp_path, capsys):
     qwen = get_arch("qwen_image").transformer_cls.from_pretrained(
-        REPO / cli.QWEN_IMAGE.tiny_model, subfolder="transformer"
+        QWEN_IMAGE.tiny_model, subfolder="transformer"
     )
     wrong = save_gguf(qwen, tmp_path / "qwen.gguf")
     args = ["--preset", "tiny", "--prompt", "x", "--out", str(tmp_path / "x.png")]
-    assert cli.run(cli.FLUX, args + ["--quantize", "gguf", "--gguf", str(wrong)]) == 2
+    assert cli.run(FLUX, args + ["--quantize", "gguf", "--gguf", str(wrong)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: could not load the FLUX.1-dev transformer with --quantize gguf")
     assert "Traceback" not in err
