@@ -296,7 +296,7 @@ def quantized_student(
     from accelerate import init_empty_weights
 
     dtype = getattr(torch, args.dtype)
-    cfg = student_config(arch, args.scale == "tiny", dtype)
+    cfg = student_config(REPO_ROOT / RELEASED_STUDENT_CONFIGS[arch], args.scale == "tiny", dtype)
     cfg.pop("arch")
     architecture = cfg.pop("transformer")["from_config"]
     with init_empty_weights(include_buffers=False):  # RoPE tables stay real (see random_students)
