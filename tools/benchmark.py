@@ -58,7 +58,7 @@ from arcflow.evaluation.random_students import (  # noqa: E402
 )
 from arcflow.flow.sampling import make_noise  # noqa: E402
 from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
-from arcflow.pipelines.loading import FLUX, QWEN_IMAGE  # noqa: E402
+from arcflow.pipelines.loading import specs_under  # noqa: E402
 
 ARCH_ALIASES = {"flux": "flux", "qwen": "qwen_image", "qwen_image": "qwen_image"}
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> list[Record]:
 
     if args.pipeline:
         arch = ARCH_ALIASES[args.pipeline]
-        tiny = (FLUX if arch == "flux" else QWEN_IMAGE).under(REPO_ROOT)
+        tiny = specs_under(REPO_ROOT)[arch]
         keep(
             bench_pipeline(
                 arch,

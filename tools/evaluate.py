@@ -31,7 +31,7 @@ from arcflow.pipelines import cli, loading
 DEFAULT_SAMPLERS = "teacher50,teacher2,linear2,arcflow1,arcflow2,arcflow4"
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny preset's checkpoints are the repository's, whatever the current folder.
-SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
+SPECS = loading.specs_under(ROOT)
 TINY_EVALUATOR = "checkpoints/tiny-evaluator"
 
 

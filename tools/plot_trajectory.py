@@ -220,25 +220,15 @@ def load_pipeline_model(
     """The student of a pipeline folder + adapter (default: the shipped tiny stack), its
     conditioning (Qwen-Image: with the empty negative prompt of the teacher's CFG) and the latent
     side of a ``size``-pixel image (default: 64 for the tiny stack, else 1024)."""
-    from arcflow.pipelines.loading import (
-        DEFAULT_MAX_SEQUENCE_LENGTH,
-        FLUX,
-        QWEN_IMAGE,
-        load_pipeline,
-        quiet_libraries,
-        sampling_defaults,
-    )
+    from arcflow.pipelines.loading import load_measured_pipeline, specs_under
 
-    spec = FLUX if arch == "flux" else QWEN_IMAGE
-    quiet_libraries()
-    model = model or str(REPO_ROOT / spec.tiny_model)
-    adapter = adapter or str(REPO_ROOT / spec.tiny_adapter)
-    pipe = load_pipeline(spec, model, adapter, torch.float32, "cpu", offload=False)
-    defaults = sampling_defaults(model)
-    max_length = defaults.get("max_sequence_length", DEFAULT_MAX_SEQUENCE_LENGTH)
+    spec = specs_under(REPO_ROOT)[arch]
+    pipe, default_size, max_length = load_measured_pipeline(
+        spec, model, adapter, torch.float32, "cpu"
+    )
     negative = {"negative_prompt": ""} if arch == "qwen_image" else {}
     cond = pipe.encode_cond(prompt, 1, max_length, **negative)
-    size = size or defaults.get("height", 1024)
+    size = size or default_size
     return pipe.student, cond, size // pipe.vae_scale_factor
 
 

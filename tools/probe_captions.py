@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # The tiny presets of inference_{flux,qwen}.py: stack folders and prompt lengths.
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny preset's checkpoints are the repository's, whatever the current folder.
-SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
+SPECS = loading.specs_under(ROOT)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ from arcflow.pipelines import cli, loading
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny preset's checkpoints are the repository's, whatever the current folder.
-SPECS = {"flux": loading.FLUX.under(ROOT), "qwen_image": loading.QWEN_IMAGE.under(ROOT)}
+SPECS = loading.specs_under(ROOT)
 
 
 def build_parser() -> argparse.ArgumentParser:

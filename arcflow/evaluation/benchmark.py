@@ -305,24 +305,13 @@ def bench_pipeline(
     under the current folder); image size and text length default to the model folder's
     sampling defaults, else 1024 and 512.
     """
-    from arcflow.pipelines.loading import (
-        DEFAULT_MAX_SEQUENCE_LENGTH,
-        FLUX,
-        QWEN_IMAGE,
-        load_pipeline,
-        quiet_libraries,
-        sampling_defaults,
-    )
+    from arcflow.pipelines.loading import SPECS, load_measured_pipeline
 
-    spec = FLUX if arch == "flux" else QWEN_IMAGE
-    quiet_libraries()
-    model = model or str(Path(spec.tiny_model).resolve())
-    adapter = adapter or str(Path(spec.tiny_adapter).resolve())
-    pipe = load_pipeline(spec, model, adapter, dtype, str(device), offload=False)
+    pipe, default_size, max_length = load_measured_pipeline(
+        SPECS[arch], model, adapter, dtype, str(device)
+    )
     pipe.set_progress_bar_config(disable=True)
-    defaults = sampling_defaults(model)
-    size = size or defaults.get("height", 1024)
-    max_length = defaults.get("max_sequence_length", DEFAULT_MAX_SEQUENCE_LENGTH)
+    size = size or default_size
 
     def run(**kwargs: Any) -> Any:
         generator = torch.Generator().manual_seed(0)

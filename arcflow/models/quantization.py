@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 SCHEMES = ("none", "int8", "float8", "nf4", "gguf")
 # What a scheme needs besides the device: the package and how to get it.
 _PACKAGES = {
-    "int8": ("torchao", "pip install torchao==0.18.0"),
-    "float8": ("torchao", "pip install torchao==0.18.0"),
+    "int8": ("torchao", "pip install -r requirements.txt (it pins torchao)"),
+    "float8": ("torchao", "pip install -r requirements.txt (it pins torchao)"),
     "nf4": ("bitsandbytes", "pip install bitsandbytes (CUDA machines only)"),
-    "gguf": ("gguf", "pip install gguf==0.19.0"),
+    "gguf": ("gguf", "pip install -r requirements.txt (it pins gguf)"),
 }
 # float8 matmuls need Ada or Hopper tensor cores.
 _FLOAT8_CAPABILITY = (8, 9)
@@ -183,7 +183,9 @@ Q8_0_BLOCK = 32
 @torch.no_grad()
 def quantize_q8_0(weight: torch.Tensor) -> torch.Tensor:
     """``(out, in)`` float weight -> ``(out, in // 32 * 34)`` uint8 Q8_0 blocks, on its device,
-    byte for byte what the gguf package writes (its rounding: halves away from zero)."""
+    byte for byte what the gguf package writes (its rounding: halves away from zero). The gguf
+    package quantizes in numpy on the CPU; this runs where the weight is, so the GPU check can
+    pack a full-size random base on the GPU."""
     rows, cols = weight.shape
     if cols % Q8_0_BLOCK:
         raise ValueError(f"Q8_0 needs rows of a multiple of {Q8_0_BLOCK} values, got {cols}")

@@ -65,6 +65,14 @@ QWEN_IMAGE = CliSpec(
 )
 
 
+SPECS = {"flux": FLUX, "qwen_image": QWEN_IMAGE}
+
+
+def specs_under(root: str | Path) -> dict[str, CliSpec]:
+    """:data:`SPECS` with the tiny preset's folders under ``root`` (see :meth:`CliSpec.under`)."""
+    return {arch: spec.under(root) for arch, spec in SPECS.items()}
+
+
 class LoadError(UserError):
     """Something named on the command line could not be loaded (reported without traceback)."""
 
@@ -239,6 +247,21 @@ def load_pipeline(
     else:
         pipe.to(device)
     return pipe
+
+
+def load_measured_pipeline(
+    spec: CliSpec, model: str | None, adapter: str | None, dtype: torch.dtype, device: str
+) -> tuple[Any, int, int]:
+    """A pipeline for a measuring tool, libraries quiet and nothing offloaded; ``model`` /
+    ``adapter`` default to the tiny preset's folders. Returns it with the image side (the model
+    folder's sampling default, else 1024) and text length (else 512) of its calls."""
+    quiet_libraries()
+    model = model or str(Path(spec.tiny_model).resolve())
+    adapter = adapter or str(Path(spec.tiny_adapter).resolve())
+    pipe = load_pipeline(spec, model, adapter, dtype, device, offload=False)
+    defaults = sampling_defaults(model)
+    size = defaults.get("height", 1024)
+    return pipe, size, defaults.get("max_sequence_length", DEFAULT_MAX_SEQUENCE_LENGTH)
 
 
 def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:

@@ -20,8 +20,8 @@ from arcflow.models.quantization import save_gguf
 from arcflow.pipelines import cli, loading
 
 REPO = Path(__file__).resolve().parents[2]
-FLUX, QWEN_IMAGE = loading.FLUX.under(REPO), loading.QWEN_IMAGE.under(REPO)
-SPECS = {"flux": FLUX, "qwen_image": QWEN_IMAGE}
+SPECS = loading.specs_under(REPO)
+FLUX, QWEN_IMAGE = SPECS["flux"], SPECS["qwen_image"]
 PROMPT = "a red circle at the top left"
 # int8 weight-only and GGUF Q8_0 measured 44-63 dB on these stacks (seeds 0-2); 30 dB is still
 # quantization noise, a broken head or LoRA gives far less.
