@@ -42,9 +42,7 @@ def generate(spec: loading.CliSpec, out: Path, *flags: str) -> dict:
 @pytest.mark.parametrize("arch", sorted(SPECS))
 def test_quantized_student_image_is_the_float_one(arch, tmp_path):
     spec = SPECS[arch]
-    base = get_arch(arch).transformer_cls.from_pretrained(
-        spec.tiny_model, subfolder="transformer"
-    )
+    base = get_arch(arch).transformer_cls.from_pretrained(spec.tiny_model, subfolder="transformer")
     gguf = save_gguf(base, tmp_path / "transformer.gguf")
     float_png = tmp_path / "float.png"
     generate(spec, float_png)
