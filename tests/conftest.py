@@ -1,5 +1,7 @@
 """Shared test fixtures: an analytic toy student for engine tests that need no transformer."""
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,9 @@ from arcflow.flow import ArcFlowPolicy
 # The tests' tensors are tiny: one thread avoids thread start-up costs that dwarf the maths on a
 # loaded 2-core machine (measured 10x faster here).
 torch.set_num_threads(1)
+# ... and so do the tools the tests start: a fixed count, not one chosen from the machine's load
+# (arcflow.engine.threads, tested on its own), keeps their output free of the load's message.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 class ToyStudent(nn.Module):

@@ -5,6 +5,7 @@
     python tools/benchmark.py --random-weights --full-size qwen
     python tools/benchmark.py --pipeline flux                         # the shipped tiny pipeline
     python tools/benchmark.py --pipeline qwen --model DIR --adapter DIR
+    python tools/benchmark.py --train configs/tiny/arcflow_tiny_flux.py   # distillation speed
 
 Per architecture it reports, as JSON lines and a markdown table:
 
@@ -17,6 +18,12 @@ Per architecture it reports, as JSON lines and a markdown table:
   ``step/overhead`` = (heads' extra + move) / teacher forward;
 - with ``--pipeline``: ``pipeline/*``, the same comparison through the diffusers pipeline (prompt
   encoding and VAE decoding included).
+
+With ``--train CONFIG``: ``train/float32-eager`` and ``train/config``, one distillation iteration
+of the config computed eagerly in float32 and as configured (its dtype, ``model.compile``), timed in
+turns on one batch after ``--warmup`` iterations (compilation included there), each split into
+teacher forwards, student forwards, backward, optimiser and the rest; ``train/speedup/config`` =
+float32-eager median / config median (arcflow.evaluation.train_benchmark).
 
 Random weights cost the same time and memory as trained ones: ``--full-size`` builds the released
 architectures (LoRA rank 256, K = 16) with parameters on the meta device and materialises them on
@@ -32,6 +39,7 @@ import sys
 from pathlib import Path
 
 import torch
+from mmengine.config import DictAction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed package
@@ -55,6 +63,11 @@ from arcflow.evaluation.random_students import (  # noqa: E402
     build_random_student,
     random_cond,
     student_config,
+)
+from arcflow.evaluation.train_benchmark import (  # noqa: E402
+    FLOAT32_EAGER,
+    bench_training,
+    train_table,
 )
 from arcflow.flow.sampling import make_noise  # noqa: E402
 from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
@@ -81,6 +94,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     mode.add_argument(
         "--pipeline", choices=sorted(ARCH_ALIASES), help="benchmark the diffusers pipeline too"
+    )
+    mode.add_argument(
+        "--train", metavar="CONFIG", help="time distillation iterations of this training config"
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        default={},
+        help="--train: overrides applied to every variant, as tools/train.py takes them",
     )
     parser.add_argument(
         "--random-weights",
@@ -133,6 +156,19 @@ def run(args: argparse.Namespace) -> list[Record]:
             emit(record, out)
         records.extend(new)
 
+    if args.train:
+        variants = {
+            "float32-eager": {**args.cfg_options, **FLOAT32_EAGER},
+            "config": dict(args.cfg_options),
+        }
+        keep(bench_training(args.train, variants, max(args.warmup, 1), args.repeats))
+        table = train_table(records)
+        print(table)
+        if args.markdown:
+            args.markdown.write_text(table + "\n")
+        if out is not None:
+            out.close()
+        return records
     if args.pipeline:
         arch = ARCH_ALIASES[args.pipeline]
         tiny = specs_under(REPO_ROOT)[arch]

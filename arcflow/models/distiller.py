@@ -56,6 +56,12 @@ class ArcFlowDistiller(BaseModel):
             batch's, the same as without accumulation up to float rounding when the LoRA has no
             dropout (peft draws its masks from torch's global generator per forward, so with
             dropout they differ, and the two agree in distribution only).
+        compile: ``torch.compile`` the student's transformer in place (``True``, or a dict of
+            ``torch.compile`` keyword arguments). The teacher and the student run the same
+            module, so two graphs are built (adapters on / off), each once. The tiny FLUX
+            distillation on 2 CPU cores runs 1.3x faster with it in float32, and the bf16 base
+            gains most of its speed through it (docs/benchmarks.md); the first iterations pay the
+            compilation (~1-2 minutes on 2 cores, seconds from inductor's cache afterwards).
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class ArcFlowDistiller(BaseModel):
         mode: str = "data_free",
         seed: int = 0,
         micro_batch_size: int | None = None,
+        compile: bool | dict = False,
         data_preprocessor: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -99,6 +106,11 @@ class ArcFlowDistiller(BaseModel):
         self.mode = mode
         self.seed = seed
         self.micro_batch_size = micro_batch_size
+        if compile:
+            options = {} if compile is True else dict(compile)
+            # nn.Module.compile works in place: parameter names, hooks, checkpoints and the EMA
+            # see the same module as without it.
+            self.student.transformer.compile(**options)
 
     # ------------------------------------------------------------------ inputs
     def conditioning(self, data: dict[str, Any]) -> Cond:

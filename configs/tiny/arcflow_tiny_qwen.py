@@ -1,15 +1,14 @@
 # ArcFlow distillation of the shipped tiny Qwen-Image teacher (checkpoints/tiny-qwen/): 2-NFE,
 # K = 16 student, data-free; the teacher uses true CFG 4.0 with the empty negative prompt, the
-# student runs once per step without CFG. The scaled recipe of arcflow_tiny_flux.py with its own
-# budget, sized for ~15 minutes on 2 CPU cores: CFG makes the teacher's paths harder to imitate
-# than FLUX's embedded guidance, and each iteration runs the teacher on the doubled (CFG) batch,
-# so more iterations of a smaller batch (850 x 8) and lr 1e-3; teacher-ratio decay 58 (released
-# 1000 of 15k for Qwen-Image, scaled). Policy dropout 0 (released 0.1): dropping rollout
-# components guards a long run against leaning on a few of them, which a run this short has no
-# time to do, while the dropped rollouts move the imitated states off the student's own arc.
+# student runs once per step without CFG. This config made checkpoints/tiny-qwen-arcflow.
+# The tiny FLUX recipe (arcflow_tiny_flux.py: fast initial rates, lr 2e-3, bf16 base, compiled)
+# with Qwen-Image's own schedule: each iteration runs the teacher on the doubled (CFG) batch, so
+# a batch of 8 and 1200 iterations; teacher-ratio decay 58 (released 1000 of 15k for Qwen-Image,
+# scaled); the lr falls along a cosine to 5 % over the run. Policy dropout 0 (released 0.1):
+# dropping rollout components guards a long run against leaning on a few of them, which a run this
+# short has no time to do, while the dropped rollouts move the imitated states off the student's
+# own arc.
 _base_ = ["./arcflow_tiny_flux.py"]
-
-_max_iters = 850
 
 _stack = "checkpoints/tiny-qwen"
 model = dict(
@@ -23,11 +22,10 @@ model = dict(
     imitation=dict(policy_dropout=0.0),
 )
 train_dataloader = dict(batch_size=8, dataset=dict(seed=7))
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+train_cfg = dict(max_iters=1200)
 # Warm-up as FLUX's, then a cosine down to 5 % over the run (end: train_cfg.max_iters, filled in
 # by the Runner).
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=20),
     dict(type="CosineAnnealingLR", by_epoch=False, begin=20, eta_min_ratio=0.05),
 ]
-train_cfg = dict(max_iters=_max_iters)

@@ -1,4 +1,5 @@
-# The linear-shortcut baseline of arcflow_tiny_qwen.py: K = 1, same budget.
+# The linear-shortcut baseline of arcflow_tiny_qwen.py: K = 1, same budget. This config made
+# checkpoints/tiny-qwen-linear.
 _base_ = ["./arcflow_tiny_qwen.py"]
 
 model = dict(student=dict(num_components=1))
