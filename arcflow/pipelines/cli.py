@@ -121,6 +121,12 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
         help="a folder, or a .png file name (numbered when there are several images)",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing images of the same names (default: keep them and number the new "
+        "ones _2, _3, ...)",
+    )
+    parser.add_argument(
         "--model",
         help=f"base model: Hub id or local diffusers folder [default: {spec.default_model}]",
     )
@@ -198,11 +204,16 @@ def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_prompts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     prompts = list(args.prompt)
+    if any(not prompt.strip() for prompt in prompts):
+        parser.error("--prompt is empty: describe the image to draw")
     if args.prompts_file is not None:
         if not args.prompts_file.is_file():
             parser.error(f"--prompts-file {args.prompts_file} does not exist")
         lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
-        prompts += [line.strip() for line in lines if line.strip()]
+        from_file = [line.strip() for line in lines if line.strip()]
+        if not from_file:
+            parser.error(f"--prompts-file {args.prompts_file} holds no prompt (one per line)")
+        prompts += from_file
     if not prompts:
         parser.error("give at least one --prompt or a --prompts-file")
     return prompts
@@ -214,6 +225,21 @@ def image_path(out: Path, index: int, total: int, prompt: str) -> Path:
         return out if total == 1 else out.with_name(f"{out.stem}_{index:05d}.png")
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "image"
     return out / f"{index:05d}_{slug}.png"
+
+
+def free_path(path: Path, taken: set[Path] | None = None) -> Path:
+    """``path``, or ``<stem>_2.png``, ``<stem>_3.png``, ... when it (or its ``_vs_teacher``
+    companion) exists or is in ``taken``: a new run keeps the images of earlier ones."""
+
+    def used(candidate: Path) -> bool:
+        companion = candidate.with_name(f"{candidate.stem}_vs_teacher.png")
+        return candidate.exists() or companion.exists() or candidate in (taken or set())
+
+    number, candidate = 1, path
+    while used(candidate):
+        number += 1
+        candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
+    return candidate
 
 
 def save_png(image: Image.Image, path: Path, metadata: dict[str, Any]) -> None:
@@ -350,12 +376,16 @@ def write_images(
         if args.teacher_steps:
             teacher = sample(pipe, prompt, args.seed, indices, call, args.teacher_steps)
         for k, index in enumerate(indices):
-            path = image_path(args.out, index, total, prompt)
+            wanted = image_path(args.out, index, total, prompt)
+            path = wanted if args.overwrite else free_path(wanted)
+            if path != wanted:
+                print(f"{wanted} exists: writing {path.name} beside it (--overwrite replaces)")
             metadata = dict(prompt=prompt, seed=args.seed + index, **settings)
-            save_sample(
+            written = save_sample(
                 path, images[k], metadata, teacher[k] if teacher else None, args.teacher_steps
             )
-            print(f"[rank {rank}] wrote {path}" if world_size > 1 else f"wrote {path}")
+            for file in written:
+                print(f"[rank {rank}] wrote {file}" if world_size > 1 else f"wrote {file}")
 
 
 @dataclass
@@ -373,6 +403,16 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0 (torch seeds are unsigned), got {args.seed}")
+    if not args.shift > 0:
+        parser.error(f"--shift must be > 0 (the released models use 3.2), got {args.shift}")
+    if not 0 < args.timestep_ratio <= 1:
+        parser.error(
+            f"--timestep-ratio must be in (0, 1] (released: 1.0), got {args.timestep_ratio}"
+        )
+    if args.guidance_scale is not None and not args.guidance_scale > 0:
+        parser.error(f"--guidance-scale must be > 0, got {args.guidance_scale}")
     if args.merge_lora and args.teacher_steps:
         parser.error("--merge-lora removes the teacher that --teacher-steps samples: drop one")
     if args.merge_lora and args.quantize != "none":
@@ -388,6 +428,8 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
     from arcflow.models.student import resolve_dtype
 
     device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LoadError(f"--device {device}: no CUDA device is visible here; use --device cpu")
     dtype = args.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"

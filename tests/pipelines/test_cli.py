@@ -259,3 +259,64 @@ def test_image_size_that_does_not_fit_is_one_line(tiny_stacks, tmp_path, capsys)
     assert err.startswith("error: --height must be a positive multiple of 4")
     assert err.endswith("got 30") and "\n" not in err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--prompt", ""], "--prompt is empty"),
+        (["--prompt", "x", "--seed", "-1"], "--seed must be >= 0"),
+        (["--prompt", "x", "--shift", "0"], "--shift must be > 0"),
+        (["--prompt", "x", "--timestep-ratio", "2"], "--timestep-ratio must be in (0, 1]"),
+        (["--prompt", "x", "--guidance-scale", "-5"], "--guidance-scale must be > 0"),
+    ],
+)
+def test_bad_generation_flags_fail_before_loading(flags, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "load_from_args", lambda *a, **k: pytest.fail("loaded a model"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(loading.FLUX, [*flags, "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_an_empty_prompts_file_is_named(tmp_path, capsys):
+    empty = tmp_path / "prompts.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(loading.FLUX, ["--prompts-file", str(empty), "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert f"--prompts-file {empty} holds no prompt" in capsys.readouterr().err
+
+
+def test_cuda_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["--prompt", "x", "--device", "cuda", "--out", str(tmp_path)]
+    assert run_cli(lambda argv: cli.run(loading.FLUX, argv), args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --device cuda: no CUDA device is visible here; use --device cpu"
+
+
+def test_a_second_run_numbers_its_images_unless_overwrite(tiny_stacks, tmp_path, capsys):
+    """Earlier images are kept (the new ones get _2, _3) unless --overwrite; every written file,
+    the _vs_teacher comparison included, is reported."""
+    args = ["--model", str(tiny_stacks.model("flux")), "--adapter"]
+    args += [str(tiny_stacks.adapter("flux")), "--height", "32", "--width", "32"]
+    args += ["--prompt", "a red circle", "--teacher-steps", "2", "--out", str(tmp_path)]
+    for _ in range(2):
+        assert cli.run(loading.FLUX, args) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "00000_a-red-circle.png",
+        "00000_a-red-circle_2.png",
+        "00000_a-red-circle_2_vs_teacher.png",
+        "00000_a-red-circle_vs_teacher.png",
+    ]
+    assert "00000_a-red-circle.png exists: writing 00000_a-red-circle_2.png" in out
+    assert f"wrote {tmp_path / '00000_a-red-circle_2_vs_teacher.png'}" in out
+    assert cli.run(loading.FLUX, [*args, "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert len(list(tmp_path.iterdir())) == 4 and "exists" not in out
+    assert f"wrote {tmp_path / '00000_a-red-circle.png'}" in out
