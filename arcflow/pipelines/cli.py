@@ -71,7 +71,11 @@ def lora_argument(value: str) -> tuple[str, float]:
         try:
             return path, float(weight)
         except ValueError:
-            pass  # a colon inside the path itself
+            if path.endswith((".safetensors", ".bin")) or Path(path).expanduser().exists():
+                raise argparse.ArgumentTypeError(
+                    f"the weight {weight!r} after ':' in {value!r} is not a number"
+                ) from None
+            # otherwise a colon inside the path itself
     return value, 1.0
 
 

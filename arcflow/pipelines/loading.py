@@ -87,8 +87,21 @@ def split_adapter(adapter: str) -> tuple[str, str | None]:
     return adapter, None
 
 
+def looks_local(source: str) -> bool:
+    """Whether ``source`` names a local path rather than a Hub id (``owner/name[/subfolder]``):
+    absolute or relative with ``./`` / ``../`` / ``~``, or a weights file's name."""
+    return source.startswith(("/", "./", "../", "~")) or source.endswith((".safetensors", ".bin"))
+
+
+def check_local_source(source: str, flag: str) -> None:
+    """A local path that does not exist is a LoadError at once (the Hub would be asked, and
+    time out offline, for what can only be a typo)."""
+    if looks_local(source) and not Path(source).expanduser().exists():
+        raise LoadError(f"{flag} {source}: no such file or folder")
+
+
 def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
-    """Model and adapter after the preset; a missing tiny stack is a LoadError."""
+    """Model and adapter after the preset; a missing tiny stack or local path is a LoadError."""
     model, adapter = args.model, args.adapter
     if args.preset == "tiny":
         for given, default, flag in (
@@ -103,6 +116,9 @@ def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
                 )
         model = model or str(Path(spec.tiny_model).resolve())
         adapter = adapter or str(Path(spec.tiny_adapter).resolve())
+    for given, flag in ((model, "--model"), (adapter, "--adapter")):
+        if given is not None:
+            check_local_source(given, flag)
     return model or spec.default_model, adapter or spec.default_adapter
 
 
@@ -264,14 +280,31 @@ def load_measured_pipeline(
     return pipe, size, defaults.get("max_sequence_length", DEFAULT_MAX_SEQUENCE_LENGTH)
 
 
+def _holds_lora(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            keys = list(weights.keys())
+    except Exception as error:  # not a safetensors file at all
+        raise LoadError(f"--lora {path} is not a readable .safetensors file ({error})") from None
+    return any("lora" in key.lower() for key in keys)
+
+
 def load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
     """Load each ``(path, weight)`` of ``--lora`` into ``pipe`` (adapters ``lora0``, ``lora1``,
     ...); LoadError naming the one that failed."""
     for index, (source, weight) in enumerate(loras):
+        check_local_source(source, "--lora")
         path = Path(source).expanduser()
         where, options = source, {}
         if path.is_file():  # diffusers takes a folder (or Hub repo) and the file's name apart
             where, options = str(path.parent), dict(weight_name=path.name)
+            if path.suffix == ".safetensors" and not _holds_lora(path):
+                raise LoadError(
+                    f"--lora {source} holds no LoRA weights (no lora_A / lora_B / lora_down / "
+                    "lora_up tensors): --lora takes a LoRA trained for this --model"
+                )
         try:
             pipe.load_lora_weights(where, adapter_name=f"lora{index}", weight=weight, **options)
         except Exception as error:  # a wrong path, file format or base model alike

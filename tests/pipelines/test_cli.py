@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from arcflow.errors import run_cli
 from arcflow.pipelines import cli, loading
@@ -92,7 +95,14 @@ def test_lora_flag_stacks_style_loras_on_the_student(tiny_stacks, tmp_path, caps
     missing = tmp_path / "missing"
     assert cli.run(loading.FLUX, args + ["--lora", str(missing)]) == cli.EXIT_LOAD_ERROR
     err = capsys.readouterr().err
-    assert err.startswith(f"error: could not load the LoRA '{missing}'") and "Traceback" not in err
+    assert err == f"error: --lora {missing}: no such file or folder\n"
+    # a weights file that is no LoRA is named as such, not as a missing adapter name
+    not_lora = tmp_path / "not_lora.safetensors"
+    save_file({"proj.weight": torch.zeros(2, 2)}, str(not_lora))
+    assert cli.run(loading.FLUX, args + ["--lora", str(not_lora)]) == cli.EXIT_LOAD_ERROR
+    assert f"--lora {not_lora} holds no LoRA weights" in capsys.readouterr().err
+    with pytest.raises(argparse.ArgumentTypeError, match="the weight 'abc' after ':'"):
+        cli.lora_argument(f"{style_file}:abc")
 
 
 def test_tiny_stack_writes_pngs_with_metadata(tiny_stacks, tmp_path, capsys):
@@ -148,7 +158,11 @@ def test_merge_lora_gives_the_same_image(tiny_stacks, tmp_path):
 def test_load_errors_are_one_message(tiny_stacks, tmp_path, capsys, monkeypatch):
     flux = ["--prompt", "x", "--out", str(tmp_path)]
     cases = [
-        (["--model", str(tmp_path / "missing")], "neither a local folder nor a Hub id"),
+        (["--model", str(tmp_path / "missing")], "no such file or folder"),
+        (
+            ["--model", str(tiny_stacks.model("flux")), "--adapter", str(tmp_path / "gone")],
+            f"--adapter {tmp_path / 'gone'}: no such file or folder",
+        ),
         (
             ["--model", str(tiny_stacks.model("flux")), "--adapter", str(tmp_path)],
             "could not load the ArcFlow adapter",
