@@ -41,6 +41,51 @@ def test_misspelt_key_names_the_nearest_valid_key(capsys, tmp_path):
     assert "unknown config key model.nfee (did you mean 'nfe'?)" in line
 
 
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (
+            "train_cfg.max_iter=12",
+            "unknown config key train_cfg.max_iter (did you mean 'max_iters'?)",
+        ),
+        (
+            "optim_wrapper.optimizer.lrr=1e-3",
+            "unknown config key optim_wrapper.optimizer.lrr (did you mean 'lr'?)",
+        ),
+        (
+            "train_dataloader.batchsize=4",
+            "unknown config key train_dataloader.batchsize (did you mean 'batch_size'?)",
+        ),
+        (
+            "custom_hooks.0.gama=3",
+            "unknown config key custom_hooks[0].gama (did you mean 'gamma'?)",
+        ),
+        ("train_cfg.max_iters=abc", "train_cfg.max_iters=abc: expected a number"),
+    ],
+)
+def test_nested_keys_and_value_types_are_checked(option, expected, capsys, tmp_path):
+    """Keys of the loop, optimiser, data loader and hooks, and the type of an override, fail in
+    one line before anything is built."""
+    argv = [CONFIG, "--work-dir", str(tmp_path), "--cfg-options", option]
+    assert train_in_process(argv) == EXIT_USAGE
+    assert expected in one_line(capsys)
+
+
+def test_a_config_with_a_syntax_error_is_one_line(capsys, tmp_path):
+    config = tmp_path / "broken.py"
+    config.write_text("model = dict(\n")
+    assert train_in_process([str(config), "--work-dir", str(tmp_path)]) == EXIT_USAGE
+    assert f"config {config} is not valid Python" in one_line(capsys)
+
+
+def test_launcher_pytorch_outside_torchrun_is_one_line(capsys, tmp_path, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    argv = [CONFIG, "--work-dir", str(tmp_path), "--launcher", "pytorch"]
+    assert train_in_process(argv) == EXIT_USAGE
+    assert "runs under torchrun" in one_line(capsys)
+
+
 def test_debug_shows_the_traceback(monkeypatch):
     with pytest.raises(ConfigError, match="does not exist"):
         train_in_process(["missing.py", "--debug"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -62,9 +63,62 @@ def check_model_keys(model: Mapping) -> None:
         _check_arguments(student, ArcFlowStudent, "model.student.")
 
 
+# Keys of ``train_dataloader`` that mmengine's build_dataloader reads itself; the rest go to
+# torch's DataLoader.
+DATALOADER_KEYS = {"dataset", "sampler", "batch_sampler", "collate_fn", "worker_init_fn"}
+# Arguments a built object receives from the Runner rather than from its config.
+PROVIDED = {"runner", "dataloader", "optimizer", "params", "dataset"}
+
+
+def _check_built(cfg: object, registry: object, where: str) -> None:
+    """Fail on a key of a ``dict(type=...)`` entry that the registered class does not take."""
+    if not isinstance(cfg, Mapping) or not isinstance(cfg.get("type"), str):
+        return
+    cls = registry.get(cfg["type"])
+    if cls is None:
+        return  # mmengine's build names an unknown type itself
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    _check_known([k for k in cfg if k != "type"], set(params) - {"self"} - PROVIDED, where)
+
+
+def check_component_keys(cfg: Config) -> None:
+    """Fail on a misspelt key of the training loop, optimiser, data loader, dataset, sampler,
+    schedulers or hooks, which mmengine would pass on as an unexpected-argument traceback or
+    ignore."""
+    import mmengine.dataset  # noqa: F401  (register mmengine's own classes)
+    import mmengine.hooks  # noqa: F401
+    import mmengine.optim  # noqa: F401
+    import mmengine.runner  # noqa: F401
+    from torch.utils.data import DataLoader
+
+    from arcflow.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, OPTIMIZERS, PARAM_SCHEDULERS
+
+    train_cfg = cfg.get("train_cfg")
+    if isinstance(train_cfg, Mapping):
+        _check_built({"type": "IterBasedTrainLoop", **train_cfg}, LOOPS, "train_cfg.")
+    optim = cfg.get("optim_wrapper")
+    if isinstance(optim, Mapping):
+        _check_built(optim.get("optimizer"), OPTIMIZERS, "optim_wrapper.optimizer.")
+    loader = cfg.get("train_dataloader")
+    if isinstance(loader, Mapping):
+        known = DATALOADER_KEYS | set(inspect.signature(DataLoader).parameters) - {"self"}
+        _check_known(list(loader), known, "train_dataloader.")
+        _check_built(loader.get("dataset"), DATASETS, "train_dataloader.dataset.")
+        _check_built(loader.get("sampler"), DATA_SAMPLERS, "train_dataloader.sampler.")
+    schedulers = cfg.get("param_scheduler") or []
+    for i, scheduler in enumerate(schedulers if isinstance(schedulers, list) else [schedulers]):
+        _check_built(scheduler, PARAM_SCHEDULERS, f"param_scheduler[{i}].")
+    for i, hook in enumerate(cfg.get("custom_hooks") or []):
+        _check_built(hook, HOOKS, f"custom_hooks[{i}].")
+    for name, hook in (cfg.get("default_hooks") or {}).items():
+        _check_built(hook, HOOKS, f"default_hooks.{name}.")
+
+
 def check_config_keys(cfg: Config) -> None:
-    """Fail on a top-level, ``env_cfg`` or model key that neither the Runner nor the project
-    reads, naming the nearest known key."""
+    """Fail on a top-level, ``env_cfg``, model or component key that neither the Runner nor the
+    project reads, naming the nearest known key."""
     _check_known(
         [k for k in cfg if not k.startswith("_")],
         RUNNER_KEYS | PROJECT_KEYS,
@@ -74,6 +128,31 @@ def check_config_keys(cfg: Config) -> None:
     _check_known(list(cfg.get("env_cfg") or {}), ENV_CFG_KEYS, "env_cfg.")
     if isinstance(cfg.get("model"), Mapping):
         check_model_keys(cfg.model)
+    check_component_keys(cfg)
+
+
+def check_option_types(cfg: Config, options: Mapping[str, object]) -> None:
+    """A ``--cfg-options`` value whose type cannot stand for the config's own is an error: a
+    word where the config holds a number (``train_cfg.max_iters=abc``) or a flag."""
+    tree = cfg.to_dict()
+    for dotted, value in options.items():
+        node: object = tree
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                node = None
+                break
+            node = node[part]
+        if node is None or not isinstance(value, str):
+            continue
+        if isinstance(node, bool):
+            expected = "true or false (True / False)"
+        elif isinstance(node, (int, float)):
+            expected = "a number"
+        else:
+            continue
+        raise ConfigError(
+            f"--cfg-options {dotted}={value}: expected {expected}, as the config's {node!r}"
+        )
 
 
 def load_config(config: str | Path) -> Config:
@@ -85,7 +164,12 @@ def load_config(config: str | Path) -> Config:
             f"config {config} does not exist{did_you_mean(path.name, siblings)}: give the path of "
             "an mmengine Python config, such as configs/tiny/arcflow_tiny_flux.py"
         )
-    return Config.fromfile(str(path))
+    try:
+        return Config.fromfile(str(path))
+    except SyntaxError as error:
+        raise ConfigError(
+            f"config {config} is not valid Python: {error.msg} at line {error.lineno}"
+        ) from None
 
 
 def init_cpu_process_group() -> None:
@@ -112,6 +196,7 @@ def prepare_config(
     """
     cfg = load_config(config)
     if cfg_options:
+        check_option_types(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     check_config_keys(cfg)
     run = cfg.get("run_name") or Path(config).stem
@@ -135,6 +220,12 @@ def prepare_config(
     cfg.resume = False
     cfg.load_from = None
     cfg.launcher = launcher
+    if launcher != "none" and not {"RANK", "WORLD_SIZE", "MASTER_ADDR"} <= set(os.environ):
+        raise ConfigError(
+            f"--launcher {launcher} runs under torchrun, which sets RANK and WORLD_SIZE: start "
+            f"with torchrun --nproc_per_node=N tools/train.py {config} --launcher {launcher}, "
+            "or drop --launcher for one process"
+        )
     if launcher != "none":
         if not torch.cuda.is_available():
             init_cpu_process_group()

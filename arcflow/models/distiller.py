@@ -106,6 +106,10 @@ class ArcFlowDistiller(BaseModel):
         self.mode = mode
         self.seed = seed
         self.micro_batch_size = micro_batch_size
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(
+                f"compile must be True, False or a dict of torch.compile arguments, got {compile!r}"
+            )
         if compile:
             options = {} if compile is True else dict(compile)
             # nn.Module.compile works in place: parameter names, hooks, checkpoints and the EMA
