@@ -3,7 +3,7 @@
 # student runs once per step without CFG. This config made checkpoints/tiny-qwen-arcflow.
 # The tiny FLUX recipe (arcflow_tiny_flux.py: fast initial rates, lr 2e-3, bf16 base, compiled)
 # with Qwen-Image's own schedule: each iteration runs the teacher on the doubled (CFG) batch, so
-# a batch of 8 and 1200 iterations; teacher-ratio decay 58 (released 1000 of 15k for Qwen-Image,
+# a batch of 8 and 1000 iterations; teacher-ratio decay 58 (released 1000 of 15k for Qwen-Image,
 # scaled); the lr falls along a cosine to 5 % over the run. Policy dropout 0 (released 0.1):
 # dropping rollout components guards a long run against leaning on a few of them, which a run this
 # short has no time to do, while the dropped rollouts move the imitated states off the student's
@@ -22,7 +22,7 @@ model = dict(
     imitation=dict(policy_dropout=0.0),
 )
 train_dataloader = dict(batch_size=8, dataset=dict(seed=7))
-train_cfg = dict(max_iters=1200)
+train_cfg = dict(max_iters=1000)
 # Warm-up as FLUX's, then a cosine down to 5 % over the run (end: train_cfg.max_iters, filled in
 # by the Runner).
 param_scheduler = [
