@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from arcflow.errors import UserError
+from arcflow.models.adapter_format import give_default_permissions
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -220,6 +221,7 @@ def write_checkpoint(
         tmp.mkdir(parents=True)
         for name, write in writers:
             write(tmp / name)
+            give_default_permissions(tmp / name)
         write_manifest(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

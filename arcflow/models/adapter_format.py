@@ -23,6 +23,7 @@ below, nowhere else.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -104,7 +105,17 @@ def save_arcflow_adapter(student: ArcFlowStudent, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_file(tensors, out_dir / WEIGHTS_NAME, metadata=POLICY_METADATA)
+    give_default_permissions(out_dir / WEIGHTS_NAME)
     return out_dir
+
+
+def give_default_permissions(path: Path) -> None:
+    """The mode a plainly created file gets (0644 under the usual umask 022): safetensors writes
+    its files readable by their owner only, which would hide a shared checkpoint or export from
+    other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 # ---------------------------------------------------------------------------------------- load

@@ -2,6 +2,7 @@
 the newest complete one is found, and a failed write leaves nothing behind."""
 
 import errno
+import os
 
 import pytest
 import torch
@@ -38,6 +39,10 @@ def test_manifest_is_written_and_verifies(tmp_path):
     assert names == [MANIFEST, "state.pt", "trainable.safetensors"]
     assert checkpoint_problem(folder) is None
     assert not list(tmp_path.glob(".tmp*"))
+    # every file gets the mode the umask gives a new file, safetensors' 0600 included
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o666 & ~umask}
 
 
 @pytest.mark.parametrize(

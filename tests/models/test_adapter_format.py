@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import huggingface_hub.constants
 import pytest
@@ -73,6 +74,10 @@ def test_save_load_round_trip(arch, tiny, tmp_path):
         for _, param in student.trainable_named_parameters():
             param.copy_(param.half())
     save_arcflow_adapter(student, tmp_path / "adapter")
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "adapter").iterdir()}
+    assert modes == {0o666 & ~umask}  # as the shipped adapters (0644), not safetensors' 0600
 
     config = json.loads((tmp_path / "adapter" / "config.json").read_text())
     class_name = {
