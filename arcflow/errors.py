@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a Ctrl-C
 DEBUG_ENV = "ARCFLOW_DEBUG"
 DEBUG_FLAG = "--debug"
 
@@ -69,3 +70,9 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
             message = " ".join(str(error).split())
             print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C outside training (which checkpoints and exits 75 itself): loading, sampling
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

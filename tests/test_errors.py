@@ -140,3 +140,11 @@ def test_the_real_entry_point_exits_2_without_traceback(tmp_path):
         f"error: config {tmp_path / 'missing.py'} does not exist: give the path of an mmengine "
         "Python config, such as configs/tiny/arcflow_tiny_flux.py"
     )
+
+
+def test_ctrl_c_is_one_word_and_exit_130(capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted, []) == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from arcflow.errors import UserError
 from arcflow.pipelines import cli, loading
 
 ARCHS = {"flux": loading.FLUX, "qwen_image": loading.QWEN_IMAGE}
@@ -61,9 +62,24 @@ def parse_args(
     return spec, args, prompts
 
 
+def check_port_free(host: str, port: int) -> None:
+    """A UserError when ``host:port`` cannot be bound (another server holds it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(
+                f"cannot serve on {host}:{port} ({error.strerror}): another program holds the "
+                "port; stop it or choose another with --port N"
+            ) from None
+
+
 def main(argv: list[str] | None = None, root: str | Path | None = None) -> int:
     """Load the model once, then serve the page until interrupted; 2 when nothing loads."""
     spec, args, prompts = parse_args(argv, root)
+    check_port_free(args.host, args.port)  # before the model loads, not after
     loading.quiet_libraries()
     try:
         loaded = cli.load_from_args(spec, args)

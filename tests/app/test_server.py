@@ -111,3 +111,20 @@ def test_guidance_other_than_the_clis_reaches_the_image(served, references, png)
     pixels, text = png(changed.images[0])
     assert text["guidance_scale"] == "3.0"
     assert not np.array_equal(pixels, png(reference.student)[0])
+
+
+def test_a_port_in_use_is_one_line_before_loading(capsys, monkeypatch):
+    import socket
+
+    from arcflow.app import server
+    from arcflow.errors import run_cli
+
+    monkeypatch.setattr(server.cli, "load_from_args", lambda *a, **k: pytest.fail("loaded"))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        argv = ["--preset", "tiny", "--host", "127.0.0.1", "--port", str(port)]
+        assert run_cli(lambda a: server.main(a, REPO), argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot serve on 127.0.0.1:{port}") and "\n" not in err
