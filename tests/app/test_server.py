@@ -85,7 +85,7 @@ def test_usage_errors(argv, message, capsys):
 def test_a_model_that_does_not_load_is_one_message(capsys):
     assert main(["--model", "./no/such/folder"]) == cli.EXIT_LOAD_ERROR
     err = capsys.readouterr().err
-    assert err.startswith("error: --model './no/such/folder' is neither a local folder")
+    assert err == "error: --model ./no/such/folder: no such file or folder\n"
     assert "Traceback" not in err
 
 

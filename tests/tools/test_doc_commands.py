@@ -40,6 +40,7 @@ MADE_FIRST = {
     "work_dirs/my-tiny-flux-arcflow": "the export of the tiny re-distillation (README)",
     "prompts.txt": "your prompt file",
     "checkpoints/arcflow_flux/iter_001500": "a checkpoint of your run (docs/training.md)",
+    "checkpoints/arcflow_tiny_flux/iter_000400": "the tiny FLUX distillation (docs/results.md)",
 }
 # Commands cheap enough to run as written in the test suite (about 90 s together).
 RUN_AS_WRITTEN = [
