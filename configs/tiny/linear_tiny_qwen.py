@@ -1,5 +1,5 @@
-# The linear-shortcut baseline of arcflow_tiny_qwen.py: K = 1, same budget. This config made
-# checkpoints/tiny-qwen-linear.
+# The linear-shortcut baseline of arcflow_tiny_qwen.py: K = 1, same budget (the shipped
+# checkpoints/tiny-qwen-linear comes from the earlier recipe, as arcflow_tiny_qwen.py says).
 _base_ = ["./arcflow_tiny_qwen.py"]
 
 model = dict(student=dict(num_components=1))
