@@ -57,8 +57,8 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
     line on stderr (from rank 0 only under torchrun) and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
-    # A tool started beside a busy process takes the idle cores only (arcflow.engine.threads).
-    from arcflow.engine.threads import configure_cpu_threads
+    # A tool started beside a busy process takes the idle cores only (arcflow.threads).
+    from arcflow.threads import configure_cpu_threads
 
     configure_cpu_threads()
     try:

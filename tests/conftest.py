@@ -12,7 +12,7 @@ from arcflow.flow import ArcFlowPolicy
 # loaded 2-core machine (measured 10x faster here).
 torch.set_num_threads(1)
 # ... and so do the tools the tests start: a fixed count, not one chosen from the machine's load
-# (arcflow.engine.threads, tested on its own), keeps their output free of the load's message.
+# (arcflow.threads, tested on its own), keeps their output free of the load's message.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

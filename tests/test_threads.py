@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from arcflow.engine.threads import available_cores, choose_threads
+from arcflow.threads import available_cores, choose_threads
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ def test_threads_are_the_idle_cores_and_at_least_one(cores, busy, threads):
 
 def probe(env: dict[str, str]) -> subprocess.CompletedProcess:
     code = (
-        "import torch; from arcflow.engine.threads import configure_cpu_threads; "
+        "import torch; from arcflow.threads import configure_cpu_threads; "
         "configure_cpu_threads(); print(torch.get_num_threads())"
     )
     return subprocess.run(
