@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 
 from arcflow.app.server import main
+from arcflow.errors import run_cli
 
 if __name__ == "__main__":
-    sys.exit(main(root=Path(__file__).resolve().parent))
+    # run_cli: mistakes (a port in use) in one line, Ctrl-C without a traceback, CPU threads chosen
+    # from the machine's load, as every other tool
+    root = Path(__file__).resolve().parent
+    sys.exit(run_cli(lambda argv: main(argv, root=root)))

@@ -113,6 +113,26 @@ def test_guidance_other_than_the_clis_reaches_the_image(served, references, png)
     assert not np.array_equal(pixels, png(reference.student)[0])
 
 
+def test_app_py_names_a_port_in_use_in_one_line():
+    """The real entry point goes through run_cli: exit 2 and one line, no traceback."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, str(REPO / "app.py"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith("error: cannot serve on 127.0.0.1:")
+    assert "\n" not in result.stderr.strip()
+
+
 def test_a_port_in_use_is_one_line_before_loading(capsys, monkeypatch):
     import socket
 
