@@ -17,8 +17,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +62,7 @@ class TrainVariant:
     optim_wrapper: Any
     clock: PhaseClock
     iteration: int = 0
+    warmup_s: float = 0.0
     runs_s: list[float] = field(default_factory=list)
     phases_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
@@ -84,16 +84,18 @@ class TrainVariant:
 def build_variant(config: str, name: str, overrides: Mapping[str, Any]) -> TrainVariant:
     """The config's distiller, the first batch of its dataset and its optimiser wrapper, with
     ``overrides`` (dotted keys, as ``--cfg-options``) applied; phase timers installed."""
-    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from torch.utils.data import default_collate
 
+    from arcflow.engine.launch import check_config_keys, check_option_types, load_config
     from arcflow.registry import DATASETS, FUNCTIONS, MODELS
 
     init_default_scope("arcflow")
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
+    check_option_types(cfg, overrides)
     cfg.merge_from_dict(dict(overrides))
+    check_config_keys(cfg)
     torch.manual_seed(cfg.get("randomness", {}).get("seed", 0))
     model = MODELS.build(cfg.model)
     model.train()
@@ -117,36 +119,23 @@ def build_variant(config: str, name: str, overrides: Mapping[str, Any]) -> Train
     return TrainVariant(name, model, batch, optim_wrapper, clock)
 
 
-@contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def bench_training(
     config: str,
     variants: Mapping[str, Mapping[str, Any]],
     warmup: int = 3,
     repeats: int = 10,
-    threads: int | None = None,
 ) -> list[Record]:
     """``train/<variant>`` records (median ms and it/s per iteration, the phase split) and
     ``train/speedup/<variant>``: the first variant's median over each other's."""
-    with _threads(threads):
-        built = [build_variant(config, name, overrides) for name, overrides in variants.items()]
+    built = [build_variant(config, name, overrides) for name, overrides in variants.items()]
+    for variant in built:
+        start = time.perf_counter()
+        for _ in range(warmup):
+            variant.step(record=False)
+        variant.warmup_s = time.perf_counter() - start
+    for _ in range(repeats):
         for variant in built:
-            start = time.perf_counter()
-            for _ in range(warmup):
-                variant.step(record=False)
-            variant.warmup_s = time.perf_counter() - start
-        for _ in range(repeats):
-            for variant in built:
-                variant.step(record=True)
+            variant.step(record=True)
     records = []
     for variant in built:
         median = statistics.median(variant.runs_s)

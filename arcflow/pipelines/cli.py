@@ -34,6 +34,7 @@ from PIL.PngImagePlugin import PngInfo
 from arcflow.errors import UserError, run_cli, writable_dir
 from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
 from arcflow.pipelines.loading import (
+    WEIGHT_SUFFIXES,
     CliSpec,
     LoadError,
     check_image_size,
@@ -71,7 +72,7 @@ def lora_argument(value: str) -> tuple[str, float]:
         try:
             return path, float(weight)
         except ValueError:
-            if path.endswith((".safetensors", ".bin")) or Path(path).expanduser().exists():
+            if path.endswith(WEIGHT_SUFFIXES) or Path(path).expanduser().exists():
                 raise argparse.ArgumentTypeError(
                     f"the weight {weight!r} after ':' in {value!r} is not a number"
                 ) from None
@@ -231,13 +232,13 @@ def image_path(out: Path, index: int, total: int, prompt: str) -> Path:
     return out / f"{index:05d}_{slug}.png"
 
 
-def free_path(path: Path, taken: set[Path] | None = None) -> Path:
+def free_path(path: Path) -> Path:
     """``path``, or ``<stem>_2.png``, ``<stem>_3.png``, ... when it (or its ``_vs_teacher``
-    companion) exists or is in ``taken``: a new run keeps the images of earlier ones."""
+    companion) exists: a new run keeps the images of earlier ones."""
 
     def used(candidate: Path) -> bool:
         companion = candidate.with_name(f"{candidate.stem}_vs_teacher.png")
-        return candidate.exists() or companion.exists() or candidate in (taken or set())
+        return candidate.exists() or companion.exists()
 
     number, candidate = 1, path
     while used(candidate):

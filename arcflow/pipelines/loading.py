@@ -87,10 +87,14 @@ def split_adapter(adapter: str) -> tuple[str, str | None]:
     return adapter, None
 
 
+# File names of weights (as --lora and --adapter may name them), never Hub ids.
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
 def looks_local(source: str) -> bool:
     """Whether ``source`` names a local path rather than a Hub id (``owner/name[/subfolder]``):
     absolute or relative with ``./`` / ``../`` / ``~``, or a weights file's name."""
-    return source.startswith(("/", "./", "../", "~")) or source.endswith((".safetensors", ".bin"))
+    return source.startswith(("/", "./", "../", "~")) or source.endswith(WEIGHT_SUFFIXES)
 
 
 def check_local_source(source: str, flag: str) -> None:

@@ -93,6 +93,7 @@ def test_lora_flag_stacks_style_loras_on_the_student(tiny_stacks, tmp_path, caps
     assert cli.lora_argument("dir/x.safetensors:-0.5") == ("dir/x.safetensors", -0.5)
 
     missing = tmp_path / "missing"
+    capsys.readouterr()  # drop what the fixtures and earlier runs printed (progress bars)
     assert cli.run(loading.FLUX, args + ["--lora", str(missing)]) == cli.EXIT_LOAD_ERROR
     err = capsys.readouterr().err
     assert err == f"error: --lora {missing}: no such file or folder\n"
