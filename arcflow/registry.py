@@ -1,5 +1,9 @@
 """The project's mmengine registries: children of mmengine's roots, so the Runner finds what configs
-name under ``default_scope='arcflow'``. Only what configs name is registered."""
+name under ``default_scope='arcflow'``. Only what configs name is registered.
+
+The lazy ``locations`` name general modules only. The tiny world registers its datasets, trainers
+and named architecture sizes when it is imported: its configs say
+``custom_imports = dict(imports=["arcflow.tinyworld"])``."""
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -19,11 +23,7 @@ MODELS = Registry(
     "model",
     parent=MMENGINE_MODELS,
     scope="arcflow",
-    locations=[
-        "arcflow.models.distiller",
-        "arcflow.models.flow_matching",
-        "arcflow.tinyworld.vae_trainer",
-    ],
+    locations=["arcflow.models.distiller"],
 )
 DATASETS = Registry(
     "dataset",
@@ -32,7 +32,6 @@ DATASETS = Registry(
     locations=[
         "arcflow.data.prompts",
         "arcflow.data.prompt_cache",
-        "arcflow.tinyworld.datasets",
         "arcflow.data.image_latents",
     ],
 )
@@ -70,7 +69,5 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
 )
 # Named base-transformer sizes, ``transformer=dict(from_config=NAME)``: functions
 # ``arch -> constructor arguments``. "full" (the released models) is built into arcflow.models;
-# the tiny world registers its sizes ("tiny", "toy", "benchmark"), imported on first look-up.
-ARCHITECTURES = Registry(
-    "transformer architecture", scope="arcflow", locations=["arcflow.tinyworld.architectures"]
-)
+# importing arcflow.tinyworld registers its sizes ("tiny", "toy", "benchmark").
+ARCHITECTURES = Registry("transformer architecture", scope="arcflow")

@@ -18,9 +18,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports() -> dict[str, set[str]]:
+def _imports(locations: bool = False) -> dict[str, set[str]]:
     """Module -> the ``arcflow`` modules it imports (``from arcflow.x import y`` counts as
-    ``arcflow.x.y`` when that is a module, else ``arcflow.x``)."""
+    ``arcflow.x.y`` when that is a module, else ``arcflow.x``). With ``locations``, a registry's
+    lazy ``locations=[...]`` strings count too: the registry imports them on its first look-up
+    (never a cycle: a registered module imports the registry, by design)."""
     modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -32,6 +34,12 @@ def _imports() -> dict[str, set[str]]:
                 for alias in node.names:
                     child = f"{node.module}.{alias.name}"
                     targets.add(child if child in modules else node.module)
+            elif locations and isinstance(node, ast.keyword) and node.arg == "locations":
+                targets |= {
+                    item.value
+                    for item in getattr(node.value, "elts", ())
+                    if isinstance(item, ast.Constant) and isinstance(item.value, str)
+                }
         graph[name] = {t for t in targets if t in modules and t != name}
     return graph
 
@@ -64,22 +72,48 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen, stack = set(), [start]
+    while stack:
+        for target in graph.get(stack.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return seen
+
+
 def test_general_packages_do_not_import_the_tiny_world():
+    """Not directly, and not through any module they import (the registries included)."""
+    graph = _imports(locations=True)
     offenders = {
-        module: sorted(t for t in targets if t.startswith("arcflow.tinyworld"))
-        for module, targets in _imports().items()
+        module: sorted(t for t in _reached(graph, module) if t.startswith("arcflow.tinyworld"))
+        for module in graph
         if module.split(".")[1:2] and module.split(".")[1] in GENERAL
     }
     assert {m: t for m, t in offenders.items() if t} == {}
 
 
+def test_registry_locations_are_read_as_imports():
+    """The checker sees a registry's lazy locations (they once named tiny-world modules)."""
+    assert "arcflow.models.distiller" in _imports(locations=True)["arcflow.registry"]
+
+
+# The released settings: constants only, importable from every layer.
+RELEASED = "arcflow.released"
+
+
 def test_flow_imports_nothing_else_of_the_project():
     outside = {
-        module: sorted(t for t in targets if not t.startswith("arcflow.flow"))
+        module: sorted(t for t in targets if not t.startswith("arcflow.flow") and t != RELEASED)
         for module, targets in _imports().items()
         if module.startswith("arcflow.flow")
     }
     assert {m: t for m, t in outside.items() if t} == {}
+
+
+def test_the_released_settings_import_nothing_of_the_project():
+    assert _imports()[RELEASED] == set()
 
 
 def test_no_import_cycle_between_modules():

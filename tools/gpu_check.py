@@ -55,6 +55,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed package
 
+import arcflow.tinyworld  # noqa: E402, F401  (registers the "benchmark" size of --tiny runs)
 from arcflow.errors import run_cli  # noqa: E402
 from arcflow.evaluation.benchmark import (  # noqa: E402
     Record,

@@ -47,7 +47,7 @@ from arcflow.flow.sampling import (  # noqa: E402
     student_sigmas,
     teacher_sigmas,
 )
-from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT  # noqa: E402
+from arcflow.released import RELEASED_NFE, RELEASED_SHIFT  # noqa: E402
 
 
 class AnalyticToy(nn.Module):

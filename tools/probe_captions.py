@@ -29,7 +29,7 @@ from arcflow.errors import run_cli
 from arcflow.pipelines import loading
 
 if TYPE_CHECKING:
-    from arcflow.models.flow_matching import FlowMatchingTrainer
+    from arcflow.tinyworld.flow_matching import FlowMatchingTrainer
 
 # The tiny presets of inference_{flux,qwen}.py: stack folders and prompt lengths.
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
 
-    from arcflow.models.flow_matching import FlowMatchingTrainer
+    from arcflow.tinyworld.flow_matching import FlowMatchingTrainer
 
     defaults = loading.sampling_defaults(model)
     flux = args.arch == "flux"
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         transformer=dict(from_pretrained=transformer, subfolder="transformer"),
         pretrained=model,
         max_sequence_length=defaults.get(
-            "max_sequence_length", loading.DEFAULT_MAX_SEQUENCE_LENGTH
+            "max_sequence_length", loading.RELEASED_MAX_SEQUENCE_LENGTH
         ),
         guidance_scale=guidance if flux else None,
     )

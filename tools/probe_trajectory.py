@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from arcflow.errors import run_cli
-from arcflow.flow.time import RELEASED_NFE
 from arcflow.pipelines import cli, loading
+from arcflow.released import RELEASED_NFE
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny preset's checkpoints are the repository's, whatever the current folder.
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     loading.quiet_libraries()
     from arcflow.evaluation import harness, trajectory
-    from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE
+    from arcflow.released import RELEASED_LOG_GAMMA_RANGE
 
     try:
         stack = harness.load_stack(spec, args, folders)

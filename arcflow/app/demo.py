@@ -54,6 +54,7 @@ class Result:
     comparisons: list[Path] = field(default_factory=list)  # student | teacher of image k
     student_seconds: float = 0.0
     teacher_seconds: float | None = None
+    note: str | None = None  # what the user should know, e.g. that the prompt was cut
 
     @property
     def files(self) -> list[Path]:
@@ -100,6 +101,15 @@ class Demo:
         the base takes none)."""
         scale = self.loaded.call.get("guidance_scale", self.pipe.student.guidance_scale)
         return None if scale is None else float(scale)
+
+    @property
+    def model_name(self) -> str:
+        """What the page calls the base: its Hub id, or a local folder's name and architecture
+        (``tiny-flux (FLUX.1-dev architecture)``): never a model the page does not serve."""
+        model = str(self.loaded.settings["model"])
+        if not Path(model).expanduser().is_dir():
+            return model
+        return f"{Path(model).expanduser().resolve().name} ({self.spec.name} architecture)"
 
     @property
     def can_compare(self) -> bool:
@@ -186,7 +196,8 @@ class Demo:
 
         self.out.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=self.out))
-        result = Result(request, [], [], student_seconds, teacher_seconds)
+        note = self.loaded.long_prompt_note(request.prompt)
+        result = Result(request, [], [], student_seconds, teacher_seconds, note)
         for k in indices:
             path = image_path(folder, k, request.num_images, request.prompt)
             metadata = dict(prompt=request.prompt, seed=request.seed + k, **settings)

@@ -26,10 +26,23 @@ from arcflow.app.demo import (
     Request,
     Result,
 )
-from arcflow.flow.time import RELEASED_NFE
+from arcflow.released import RELEASED_NFE
 
-# Tiny-world images are 64x64: show their pixels as squares, not as a blur.
-CSS = "#result img, #session img { image-rendering: pixelated; }"
+# Tiny-world images are 64x64: show their pixels as squares, not as a blur. The request's images
+# are shown whole: the gallery grows with them (height "auto", no scrolling box), and a square
+# thumbnail is at most RESULT_SIDE pixels wide (Gradio makes a lone image as wide as the column,
+# which a fixed height then cut off: 854 px of image in a 360 px box on a 1600 px wide window).
+RESULT_SIDE = 420
+CSS = (
+    "#result img, #session img { image-rendering: pixelated; }\n"
+    f"#result .thumbnail-item {{ max-width: {RESULT_SIDE}px; }}\n"
+    "#result .grid-wrap { max-height: none; }\n"
+    # Captions sit on the image's bottom right, where the tiny world draws shapes too: show them
+    # only under the pointer (the request's seeds are in the line above its images).
+    "#result .caption-label, #session .caption-label { opacity: 0; }\n"
+    "#result .thumbnail-item:hover .caption-label, "
+    "#session .thumbnail-item:hover .caption-label { opacity: 0.9; }"
+)
 DEFAULT_TEACHER_STEPS = 50
 
 Captioned = list[tuple[str, str]]  # (PNG path, caption) as gr.Gallery takes them
@@ -59,7 +72,10 @@ def timing_text(result: Result) -> str:
             f"**{result.teacher_seconds:.2f} s** ({ratio:.0f}x)"
         )
     images = "image" if request.num_images == 1 else f"batch of {request.num_images} images"
-    return f"{text} &nbsp;(one {images}, prompt encoding and decoding included)"
+    seeds = f"seed {request.seed}"
+    if request.num_images > 1:
+        seeds = f"seeds {request.seed} to {request.seed + request.num_images - 1}"
+    return f"{text} &nbsp;(one {images}, {seeds}, prompt encoding and decoding included)"
 
 
 def shown_images(result: Result) -> Captioned:
@@ -83,9 +99,9 @@ def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
     """The page for ``demo``; launch it with :func:`launch`."""
     height, width = demo.default_size
     settings = demo.loaded.settings
-    with gr.Blocks(title=f"ArcFlow {demo.spec.name}", analytics_enabled=False) as page:
+    with gr.Blocks(title=f"ArcFlow: {demo.model_name}", analytics_enabled=False) as page:
         gr.Markdown(
-            f"## ArcFlow: {demo.spec.name} in a few steps\n"
+            f"## ArcFlow: {demo.model_name} in a few steps\n"
             f"Base `{shown_source(settings['model'])}`, adapter "
             f"`{shown_source(settings['adapter'])}`. The same settings "
             "give the same pixels as the inference command line; each PNG carries its settings."
@@ -101,21 +117,19 @@ def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
                 if len(defaults.examples) > 1:
                     gr.Examples([[example] for example in defaults.examples], [prompt])
                 with gr.Row():
+                    # No minimum / maximum: Gradio's own range check logs a traceback and
+                    # names no setting; Demo.check says what to type.
                     seed = gr.Number(
                         value=defaults.seed,
-                        label="Seed",
+                        label=f"Seed (0 to {MAX_SEED})",
                         precision=0,
-                        minimum=0,
-                        maximum=MAX_SEED,
                         elem_id="seed",
                     )
                     random_seed = gr.Checkbox(value=False, label="Random seed")
                 nfe = gr.Slider(1, MAX_NFE, value=defaults.nfe, step=1, label="NFE (student steps)")
                 guidance = gr.Number(
                     value=demo.default_guidance,
-                    label="Guidance",
-                    minimum=0,
-                    maximum=MAX_GUIDANCE,
+                    label=f"Guidance (0 to {MAX_GUIDANCE:g})",
                     step=0.5,
                     visible=demo.default_guidance is not None,
                 )
@@ -146,23 +160,62 @@ def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=3):
                 timing = gr.Markdown(elem_id="timing")
+                # No label: Gradio draws it over the first image's top left corner.
                 result = gr.Gallery(
                     label="This request",
+                    show_label=False,
                     columns=2,
-                    height=360,
+                    height="auto",
                     object_fit="contain",
                     elem_id="result",
                 )
                 downloads = gr.File(label="PNG downloads", file_count="multiple")
         session = gr.State([])
+        gr.Markdown("#### This session")
         gallery = gr.Gallery(
             label="This session",
+            show_label=False,
             columns=8,
             height=200,
             object_fit="contain",
             fit_columns=False,
             elem_id="session",
         )
+
+        def request_of(
+            prompt: str,
+            seed: float | None,
+            random_seed: bool,
+            nfe: float,
+            guidance: float | None,
+            image_height: float | None,
+            image_width: float | None,
+            num_images: float,
+            compare: bool,
+            teacher_steps: float,
+        ) -> Request:
+            return Request(
+                prompt=prompt,
+                # A random seed is drawn when sampling; any valid one stands for it when checking.
+                seed=secrets.randbelow(MAX_SEED + 1) if random_seed else seed,
+                nfe=nfe,
+                guidance_scale=guidance,
+                num_images=num_images,
+                height=image_height,
+                width=image_width,
+                teacher_steps=teacher_steps if compare else None,
+            )
+
+        def refuse(error: InputError) -> gr.Error:
+            return gr.Error(str(error), title="Cannot generate", print_exception=False)
+
+        def check(*settings: Any) -> None:
+            """Refuse a bad request before the sampling event starts: an error there marks
+            every output panel red, here it is one message and the panels keep their images."""
+            try:
+                demo.check(request_of(*settings))
+            except InputError as error:
+                raise refuse(error) from None
 
         def run(
             prompt: str,
@@ -177,22 +230,24 @@ def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
             teacher_steps: float,
             session: Captioned,
         ) -> tuple[Captioned, str, list[str], Captioned, Captioned, int]:
-            if random_seed:
-                seed = secrets.randbelow(MAX_SEED + 1)
-            request = Request(
-                prompt=prompt,
-                seed=seed,
-                nfe=nfe,
-                guidance_scale=guidance,
-                num_images=num_images,
-                height=image_height,
-                width=image_width,
-                teacher_steps=teacher_steps if compare else None,
+            request = request_of(
+                prompt,
+                seed,
+                random_seed,
+                nfe,
+                guidance,
+                image_height,
+                image_width,
+                num_images,
+                compare,
+                teacher_steps,
             )
             try:
                 output = demo.generate(request)
             except InputError as error:
-                raise gr.Error(str(error), title="Cannot generate", print_exception=False) from None
+                raise refuse(error) from None
+            if output.note:
+                gr.Warning(output.note, title="Prompt too long")
             shown = shown_images(output)
             tag = f"{output.request.prompt} ({output.request.nfe} NFE)"
             session = session + [(path, f"{tag}, {caption}") for path, caption in shown]
@@ -200,9 +255,19 @@ def build_page(demo: Demo, defaults: PageDefaults) -> gr.Blocks:
             return shown, timing_text(output), files, session, session, output.request.seed
 
         inputs = [prompt, seed, random_seed, nfe, guidance, image_height, image_width]
-        inputs += [num_images, compare, teacher_steps, session]
+        inputs += [num_images, compare, teacher_steps]
         outputs = [result, timing, downloads, gallery, session, seed]
-        gr.on([generate.click, prompt.submit], run, inputs, outputs, api_name="generate")
+        # Checking needs no model: it never waits behind a running request.
+        checked = gr.on(
+            [generate.click, prompt.submit],
+            check,
+            inputs,
+            None,
+            api_name=False,
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+        checked.success(run, inputs + [session], outputs, api_name="generate")
     return page
 
 

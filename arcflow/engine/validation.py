@@ -11,8 +11,8 @@ from mmengine.hooks import Hook
 
 from arcflow.engine.ema import trainable_parameters
 from arcflow.flow.sampling import make_noise, sample_student
-from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
 from arcflow.registry import HOOKS
+from arcflow.released import RELEASED_NFE, RELEASED_SHIFT
 
 
 def image_grid(images: torch.Tensor, rows: int) -> np.ndarray:

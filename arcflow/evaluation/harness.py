@@ -56,8 +56,8 @@ from arcflow.flow.sampling import (
     sample_student,
     sample_teacher,
 )
-from arcflow.flow.time import RELEASED_SHIFT
 from arcflow.models.vae import LatentCodec
+from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH, RELEASED_SHIFT
 
 SAMPLER_KINDS = ("teacher", "linear", "arcflow")
 # A kind has no digits, so "k4" cannot be read both as (k, 4) and (k4, N).
@@ -116,7 +116,7 @@ def stack_from_pipeline(
     students: dict[str, SupportsSampling] | None = None,
     height: int | None = None,
     width: int | None = None,
-    max_sequence_length: int = 512,
+    max_sequence_length: int = RELEASED_MAX_SEQUENCE_LENGTH,
 ) -> GenerationStack:
     """A stack from an ``ArcFluxPipeline`` / ``ArcQwenImagePipeline`` with its adapter loaded,
     sampling exactly as the pipeline's ``__call__`` does (Qwen-Image: the teacher's true CFG with

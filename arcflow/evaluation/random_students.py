@@ -17,6 +17,7 @@ from torch import nn
 
 from arcflow.models import ArcFlowStudent, build_student_from_cfg
 from arcflow.models.arch import Cond
+from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH
 
 # The released students' configs, relative to the repository (callers join them to its folder).
 RELEASED_STUDENT_CONFIGS = {
@@ -24,12 +25,12 @@ RELEASED_STUDENT_CONFIGS = {
     "qwen_image": "configs/_base_/models/qwen_student.py",
 }
 # The CPU benchmark's small random architectures, of the released ones' structure (registered by
-# name: arcflow.registry.ARCHITECTURES).
+# name in arcflow.registry.ARCHITECTURES when the caller imports arcflow.tinyworld).
 TINY_ARCHITECTURE = "benchmark"
 TINY_LORA_RANK = 8
 # Prompt tokens: FluxPipeline pads T5 to max_sequence_length (512); Qwen-Image keeps the prompt's
 # own length (a typical prompt after the template is dropped) and the empty negative prompt's.
-TEXT_LENGTHS = {"flux": (512, 0), "qwen_image": (128, 6)}
+TEXT_LENGTHS = {"flux": (RELEASED_MAX_SEQUENCE_LENGTH, 0), "qwen_image": (128, 6)}
 TINY_TEXT_LENGTHS = {"flux": (32, 0), "qwen_image": (16, 4)}
 VAE_FACTOR = 8  # pixels per latent pixel of both released VAEs
 

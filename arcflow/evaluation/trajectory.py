@@ -35,9 +35,8 @@ import torch
 
 from arcflow.flow import ArcFlowPolicy, unwarp_sigma
 from arcflow.flow.sampling import Cond, SupportsSampling, student_sigmas
-from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
-from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE
 from arcflow.models.imitation import ImitationConfig, imitate_segment
+from arcflow.released import RELEASED_LOG_GAMMA_RANGE, RELEASED_NFE, RELEASED_SHIFT
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 SOLVERS = ("heun", "euler")

@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 
 from arcflow.flow import ArcFlowPolicy, step_boundaries, warp_sigma
-from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
+from arcflow.released import RELEASED_NFE, RELEASED_SHIFT
 
 Cond = dict[str, torch.Tensor]
 # callback(step, sigma reached, latents) after each step; a returned tensor replaces the latents

@@ -18,11 +18,6 @@ import torch
 
 Time = float | torch.Tensor
 
-# The released sampler: static shift 3.2 (FLUX.1-dev's and Qwen-Image's schedulers, without their
-# resolution-dependent shift) and two student steps of equal raw length.
-RELEASED_SHIFT = 3.2
-RELEASED_NFE = 2
-
 
 def _check_unit_interval(name: str, value: Time) -> None:
     bad = (value < 0) | (value > 1)

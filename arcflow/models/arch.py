@@ -23,6 +23,7 @@ from torch import nn
 
 from arcflow.models.lora import released_lora_targets
 from arcflow.models.packing import PACK, flux_image_ids, pack_latents, unpack_tokens
+from arcflow.released import RELEASED_GUIDANCE
 
 Cond = dict[str, torch.Tensor]
 
@@ -85,6 +86,16 @@ class ArchAdapter(ABC):
     @abstractmethod
     def default_guidance_scale(self, transformer: ModelMixin) -> float | None:
         """The released teacher guidance for this base (None: the base takes no guidance)."""
+
+    # ------------------------------------------------------------------ prompts
+    @abstractmethod
+    def prompt_token_counts(self, pipe: Any, prompts: list[str]) -> list[int]:
+        """Tokens of each prompt in the long text encoder before truncation; ``pipe`` is any
+        pipeline of this base holding its tokenizers."""
+
+    def prompt_token_limit(self, pipe: Any, max_sequence_length: int) -> int:
+        """Tokens of a prompt the long text encoder reads; the rest is cut off."""
+        return max_sequence_length
 
     # ------------------------------------------------------------------ forwards
     @abstractmethod
@@ -186,7 +197,12 @@ class FluxAdapter(ArchAdapter):
     }
 
     def default_guidance_scale(self, transformer: ModelMixin) -> float | None:
-        return 3.5 if transformer.config.guidance_embeds else None
+        return RELEASED_GUIDANCE[self.name] if transformer.config.guidance_embeds else None
+
+    def prompt_token_counts(self, pipe: Any, prompts: list[str]) -> list[int]:
+        # T5's ids, end-of-sequence token included (the CLIP prompt is always cut at 77).
+        ids = pipe.tokenizer_2(prompts, padding=False, truncation=False).input_ids
+        return [len(i) for i in ids]
 
     def _forward(
         self,
@@ -273,7 +289,16 @@ class QwenImageAdapter(ArchAdapter):
             )
 
     def default_guidance_scale(self, transformer: ModelMixin) -> float | None:
-        return 4.0
+        return RELEASED_GUIDANCE[self.name]
+
+    def prompt_token_counts(self, pipe: Any, prompts: list[str]) -> list[int]:
+        # The templated prompt, less the template's prefix that the pipeline drops.
+        texts = [pipe.prompt_template_encode.format(p) for p in prompts]
+        ids = pipe.tokenizer(texts, padding=False, truncation=False).input_ids
+        return [len(i) - pipe.prompt_template_encode_start_idx for i in ids]
+
+    def prompt_token_limit(self, pipe: Any, max_sequence_length: int) -> int:
+        return min(max_sequence_length, pipe.tokenizer_max_length)
 
     def _forward(
         self,

@@ -16,9 +16,9 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 
 from arcflow.flow import step_boundaries, warp_sigma
-from arcflow.flow.time import RELEASED_NFE
 from arcflow.models.imitation import ImitationConfig, MicroBatch, imitate_segment, teacher_ratio
 from arcflow.registry import MODELS
+from arcflow.released import RELEASED_NFE
 
 Cond = dict[str, torch.Tensor]
 

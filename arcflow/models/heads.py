@@ -10,16 +10,11 @@ modules are swapped for switchable ones, so that forward runs unchanged in both 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from arcflow.models.quantization import dense_weight
-
-# The released initialisation of the log momentum rates r_k = ln(gamma_k): evenly spaced over
-# [ln 0.2, ln 4.0].
-RELEASED_LOG_GAMMA_RANGE = (math.log(0.2), math.log(4.0))
+from arcflow.released import RELEASED_LOG_GAMMA_RANGE
 
 
 class ArcFlowHead(nn.Module):

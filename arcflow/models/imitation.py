@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from arcflow.flow import ArcFlowPolicy, warp_sigma
-from arcflow.flow.time import RELEASED_SHIFT
+from arcflow.released import RELEASED_SHIFT
 
 TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -3,7 +3,8 @@
 ``build_transformer(arch, "full")`` gives the released architectures (FLUX.1-dev: 11.9 B
 parameters, Qwen-Image: 20.4 B) on the meta device, which costs no memory: enough to count
 parameters or check shapes. Other sizes come from a dict of constructor arguments or by name from
-``arcflow.registry.ARCHITECTURES`` (the tiny world's ``"tiny"``, ``"toy"``, ``"benchmark"``).
+``arcflow.registry.ARCHITECTURES`` (the tiny world's ``"tiny"``, ``"toy"``, ``"benchmark"``, once
+``arcflow.tinyworld`` is imported).
 """
 
 from __future__ import annotations
@@ -91,11 +92,14 @@ def named_config(arch: str | ArchAdapter, name: str) -> dict[str, Any]:
     adapter = get_arch(arch)
     if name == "full":
         return dict(adapter.full_config)
-    ARCHITECTURES.import_from_location()
     sizes = ARCHITECTURES.module_dict.get(name)
     if sizes is None:
         known = ["full", *sorted(ARCHITECTURES.module_dict)]
-        raise ValueError(f"no transformer architecture named {name!r}; known: {known}")
+        raise ValueError(
+            f"no transformer architecture named {name!r}; known: {known}. The tiny world's sizes "
+            "(tiny, toy, benchmark) exist once arcflow.tinyworld is imported: a config says "
+            'custom_imports = dict(imports=["arcflow.tinyworld"])'
+        )
     return dict(sizes(adapter.name))
 
 

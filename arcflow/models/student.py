@@ -24,10 +24,16 @@ from torch import nn
 
 from arcflow.flow import ArcFlowPolicy
 from arcflow.models.arch import ArchAdapter, Cond, get_arch, is_float8
-from arcflow.models.heads import RELEASED_LOG_GAMMA_RANGE, ArcFlowHead, ForkedLinear
+from arcflow.models.heads import ArcFlowHead, ForkedLinear
 from arcflow.models.lora import make_lora_config
 from arcflow.models.packing import PACK, unpack_tokens
 from arcflow.models.quantization import is_quantized
+from arcflow.released import (
+    RELEASED_LOG_GAMMA_RANGE,
+    RELEASED_LORA_ALPHA,
+    RELEASED_LORA_RANK,
+    RELEASED_NUM_COMPONENTS,
+)
 
 LORA_ADAPTER_NAME = "default"
 # The head's modules (proj_out.means, ...), never the blocks' own proj_out layers.
@@ -80,9 +86,9 @@ class ArcFlowStudent(nn.Module):
         self,
         transformer: ModelMixin,
         arch: str | ArchAdapter,
-        num_components: int = 16,
-        lora_rank: int = 256,
-        lora_alpha: float = 256,
+        num_components: int = RELEASED_NUM_COMPONENTS,
+        lora_rank: int = RELEASED_LORA_RANK,
+        lora_alpha: float = RELEASED_LORA_ALPHA,
         lora_dropout: float = 0.05,
         lora_init: str | bool = "gaussian",
         lora_targets: list[str] | str | None = None,

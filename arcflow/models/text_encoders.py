@@ -7,6 +7,7 @@ from diffusers import FluxPipeline, QwenImagePipeline
 from torch import nn
 
 from arcflow.models.arch import get_arch
+from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH
 
 _PIPELINES = {"flux": FluxPipeline, "qwen_image": QwenImagePipeline}
 
@@ -34,7 +35,7 @@ class PromptEncoder(nn.Module):
         self,
         arch: str,
         pretrained: str,
-        max_sequence_length: int = 512,
+        max_sequence_length: int = RELEASED_MAX_SEQUENCE_LENGTH,
         torch_dtype: str | None = None,
         negative_prompt: str = "",
         offload: bool = False,
@@ -79,21 +80,11 @@ class PromptEncoder(nn.Module):
     def token_limit(self) -> int:
         """Tokens the long encoder keeps (T5 / Qwen2.5-VL after the template); longer prompts are
         truncated."""
-        if self.arch == "flux":
-            return self.max_sequence_length
-        return min(self.max_sequence_length, self.pipe.tokenizer_max_length)
+        return get_arch(self.arch).prompt_token_limit(self.pipe, self.max_sequence_length)
 
     def token_counts(self, prompts: list[str]) -> list[int]:
-        """Tokens of each prompt in the long encoder before truncation (FLUX: T5 ids with EOS;
-        Qwen-Image: the templated prompt without the template prefix the pipeline drops)."""
-        if self.arch == "flux":
-            ids = self.pipe.tokenizer_2(prompts, padding=False, truncation=False).input_ids
-            return [len(i) for i in ids]
-        template = self.pipe.prompt_template_encode
-        drop = self.pipe.prompt_template_encode_start_idx
-        texts = [template.format(p) for p in prompts]
-        ids = self.pipe.tokenizer(texts, padding=False, truncation=False).input_ids
-        return [len(i) - drop for i in ids]
+        """Tokens of each prompt in the long encoder before truncation."""
+        return get_arch(self.arch).prompt_token_counts(self.pipe, prompts)
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> dict[str, torch.Tensor]:

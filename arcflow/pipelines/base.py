@@ -26,11 +26,12 @@ from arcflow.flow.sampling import (
     student_sigmas,
     teacher_sigmas,
 )
-from arcflow.flow.time import RELEASED_SHIFT
 from arcflow.models.adapter_format import load_arcflow_adapter
 from arcflow.models.heads import ArcFlowHead
 from arcflow.models.student import ArcFlowStudent
 from arcflow.models.vae import LatentCodec
+from arcflow.pipelines.loading import fill_sampling, sampling_defaults
+from arcflow.released import RELEASED_SHIFT
 
 # The static shift both released students were distilled with (docs/method.md, Conventions).
 
@@ -47,7 +48,19 @@ class ArcFlowPipelineMixin:
     ``image_processor``, ``vae_scale_factor``, ``encode_prompt`` and ``progress_bar``."""
 
     arch: ClassVar[str]
+    output_class: ClassVar[type]  # the base pipeline's output dataclass (``images=...``)
     arcflow_student: ArcFlowStudent | None = None
+    # What the model folder's sampling_defaults.json sets (a tiny stack's image size, text length
+    # and guidance): a call that leaves them out uses them, as the command lines do.
+    sampling_defaults: dict[str, Any] = {}
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any):
+        """The base pipeline's ``from_pretrained``, plus the folder's sampling defaults."""
+        pipe = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        pipe.sampling_defaults = sampling_defaults(str(pretrained_model_name_or_path))
+        return pipe
+
     # The peft adapter name of the ArcFlow LoRA, beside any other LoRA the pipeline loads.
     arcflow_adapter_name: ClassVar[str] = "arcflow"
 
@@ -199,6 +212,24 @@ class ArcFlowPipelineMixin:
             return (outputs or {}).get("latents")
 
         return callback
+
+    def call_defaults(self, **given: Any) -> dict[str, Any]:
+        """``height``, ``width``, ``max_sequence_length`` and ``guidance_scale`` of a call: as
+        given, else the folder's sampling default, else the pipeline's (see
+        :func:`~arcflow.pipelines.loading.fill_sampling`)."""
+        return fill_sampling(given, self.sampling_defaults)
+
+    def _call(
+        self, cond: Cond, return_dict: bool, tensor_inputs: tuple[str, ...], **sampling: Any
+    ) -> Any:
+        """The rest of both pipelines' ``__call__`` once the prompt is encoded."""
+        images = self._generate(
+            cond,
+            batch=cond["prompt_embeds"].shape[0],
+            callback_on_step_end_tensor_inputs=list(tensor_inputs),
+            **sampling,
+        )
+        return self.output_class(images=images) if return_dict else (images,)
 
     @torch.no_grad()
     def _generate(

@@ -32,7 +32,6 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from arcflow.errors import UserError, run_cli, writable_dir
-from arcflow.flow.time import RELEASED_NFE, RELEASED_SHIFT
 from arcflow.pipelines.loading import (
     WEIGHT_SUFFIXES,
     CliSpec,
@@ -44,6 +43,7 @@ from arcflow.pipelines.loading import (
     resolve_call,
     resolve_sources,
 )
+from arcflow.released import RELEASED_NFE, RELEASED_SHIFT
 
 # torch, diffusers and the pipelines load after argument parsing: --help and usage errors are
 # instant instead of taking the ~10 s those imports cost.
@@ -361,20 +361,44 @@ def save_sample(
     return [path, compare]
 
 
+@dataclass
+class LoadedPipeline:
+    """A pipeline loaded as the command line asks, with what every call and PNG shares."""
+
+    pipe: Any
+    call: dict[str, Any]  # keyword arguments of each pipeline call
+    settings: dict[str, Any]  # recorded in each PNG beside prompt, seed and sampler
+
+    def long_prompt_note(self, prompt: str) -> str | None:
+        """One line when ``prompt`` has more tokens than the text encoder reads (the rest is
+        cut off without a word from the libraries), else None."""
+        arch = self.pipe.student.arch
+        limit = arch.prompt_token_limit(self.pipe, self.call["max_sequence_length"])
+        (count,) = arch.prompt_token_counts(self.pipe, [prompt])
+        if count <= limit:
+            return None
+        return (
+            f"the prompt is {count} tokens long and the model reads only the first {limit}: "
+            "the rest is ignored; shorten it"
+        )
+
+
 def write_images(
-    pipe: Any,
+    loaded: LoadedPipeline,
     args: argparse.Namespace,
     prompts: list[str],
-    call: dict[str, Any],
-    settings: dict[str, Any],
     rank: int = 0,
     world_size: int = 1,
 ) -> None:
     """Generate and save this rank's prompts (``rank, rank + world_size, ...``), one batch of
-    ``--num-images`` per prompt."""
+    ``--num-images`` per prompt; a prompt longer than the text encoder reads is said first."""
+    pipe, call, settings = loaded.pipe, loaded.call, loaded.settings
     total = len(prompts) * args.num_images
     for p in range(rank, len(prompts), world_size):
         prompt = prompts[p]
+        note = loaded.long_prompt_note(prompt)
+        if note:
+            print(f"warning: prompt {p + 1}: {note}", file=sys.stderr)
         indices = [p * args.num_images + k for k in range(args.num_images)]
         images = sample(pipe, prompt, args.seed, indices, call)
         teacher = None
@@ -391,15 +415,6 @@ def write_images(
             )
             for file in written:
                 print(f"[rank {rank}] wrote {file}" if world_size > 1 else f"wrote {file}")
-
-
-@dataclass
-class LoadedPipeline:
-    """A pipeline loaded as the command line asks, with what every call and PNG shares."""
-
-    pipe: Any
-    call: dict[str, Any]  # keyword arguments of each pipeline call
-    settings: dict[str, Any]  # recorded in each PNG beside prompt, seed and sampler
 
 
 def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -496,7 +511,7 @@ def run(spec: CliSpec, argv: list[str] | None = None) -> int:
     except LoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_LOAD_ERROR
-    write_images(loaded.pipe, args, prompts, loaded.call, loaded.settings, rank, world_size)
+    write_images(loaded, args, prompts, rank, world_size)
     if world_size > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcflow.errors import UserError
+from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH
 
 if TYPE_CHECKING:
     import torch
 
 PUBLISHED_REPO = "ymyy307/ArcFlow"
-DEFAULT_MAX_SEQUENCE_LENGTH = 512
 # A model folder may carry the defaults of its pipeline calls (the tiny stacks do: 64x64 images,
 # and for FLUX the T5 length and embedded guidance its teacher was trained with).
 SAMPLING_DEFAULTS_FILE = "sampling_defaults.json"
@@ -143,18 +143,22 @@ def sampling_defaults(model: str) -> dict[str, Any]:
     return defaults
 
 
+def fill_sampling(given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline-call settings (:data:`SAMPLING_KEYS`): each given value, else the model folder's
+    sampling default, else the pipeline's (None; 512 text tokens; guidance None is the adapter's
+    default: FLUX 3.5 embedded, Qwen-Image true CFG 4.0). The command lines and the pipelines'
+    ``__call__`` both resolve through it."""
+    call = {key: defaults.get(key) if value is None else value for key, value in given.items()}
+    if "max_sequence_length" in call:
+        call["max_sequence_length"] = call["max_sequence_length"] or RELEASED_MAX_SEQUENCE_LENGTH
+    return call
+
+
 def resolve_call(model: str, args: argparse.Namespace) -> dict[str, Any]:
     """``height``, ``width``, ``max_sequence_length`` and ``guidance_scale`` of each pipeline
-    call: the flag when given, else the model folder's sampling default, else the pipeline's
-    (None; 512 text tokens; guidance None is the adapter's default: FLUX 3.5 embedded,
-    Qwen-Image true CFG 4.0)."""
-    defaults = sampling_defaults(model)
-    call = {
-        key: getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
-        for key in SAMPLING_KEYS
-    }
-    call["max_sequence_length"] = call["max_sequence_length"] or DEFAULT_MAX_SEQUENCE_LENGTH
-    return call
+    call: the flag when given, else as :func:`fill_sampling` says."""
+    given = {key: getattr(args, key) for key in SAMPLING_KEYS}
+    return fill_sampling(given, sampling_defaults(model))
 
 
 def image_size_multiple(model: str) -> int:
@@ -281,7 +285,7 @@ def load_measured_pipeline(
     pipe = load_pipeline(spec, model, adapter, dtype, device, offload=False)
     defaults = sampling_defaults(model)
     size = defaults.get("height", 1024)
-    return pipe, size, defaults.get("max_sequence_length", DEFAULT_MAX_SEQUENCE_LENGTH)
+    return pipe, size, defaults.get("max_sequence_length", RELEASED_MAX_SEQUENCE_LENGTH)
 
 
 def _holds_lora(path: Path) -> bool:

@@ -18,19 +18,21 @@ from diffusers.pipelines.qwenimage.pipeline_output import QwenImagePipelineOutpu
 
 from arcflow.flow.sampling import Cond
 from arcflow.pipelines.base import ArcFlowPipelineMixin, Generators, StepEndCallback
+from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH
 
 
 class ArcQwenImagePipeline(ArcFlowPipelineMixin, QwenImagePipeline):
     """QwenImagePipeline sampling an ArcFlow student (see :meth:`__call__`)."""
 
     arch = "qwen_image"
+    output_class = QwenImagePipelineOutput
 
     @torch.no_grad()
     def encode_cond(
         self,
         prompt: str | list[str],
         num_images_per_prompt: int = 1,
-        max_sequence_length: int = 512,
+        max_sequence_length: int = RELEASED_MAX_SEQUENCE_LENGTH,
         negative_prompt: str | None = None,
     ) -> Cond:
         """QwenImagePipeline's prompt encoding as the conditioning dict: ``prompt_embeds``
@@ -72,7 +74,7 @@ class ArcQwenImagePipeline(ArcFlowPipelineMixin, QwenImagePipeline):
         return_dict: bool = True,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
-        max_sequence_length: int = 512,
+        max_sequence_length: int | None = None,
         shift: float | None = None,
         teacher_steps: int | None = None,
         negative_prompt: str = "",
@@ -80,33 +82,34 @@ class ArcQwenImagePipeline(ArcFlowPipelineMixin, QwenImagePipeline):
         """Generate images with ``num_inference_steps`` student evaluations.
 
         Args are those of :meth:`ArcFluxPipeline.__call__`, except:
-            guidance_scale: the teacher's true-CFG scale (None: the adapter's 4.0); the student
-                takes none.
+            guidance_scale: the teacher's true-CFG scale (None: the folder's sampling default,
+                else the adapter's 4.0); the student takes none.
             negative_prompt: the teacher's CFG negative prompt (training used the empty one).
             latents: ``(B, 16, H/8, W/8)`` unpacked starting noise.
         """
+        defaults = self.call_defaults(
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            max_sequence_length=max_sequence_length,
+        )
         cond = self.encode_cond(
             prompt,
             num_images_per_prompt,
-            max_sequence_length,
+            defaults.pop("max_sequence_length"),
             negative_prompt if teacher_steps else None,
         )
-        images = self._generate(
+        return self._call(
             cond,
-            batch=cond["prompt_embeds"].shape[0],
-            height=height,
-            width=width,
+            return_dict,
+            callback_on_step_end_tensor_inputs,
             num_inference_steps=num_inference_steps,
             timestep_ratio=timestep_ratio,
             shift=shift,
             teacher_steps=teacher_steps,
-            guidance_scale=guidance_scale,
             generator=generator,
             latents=latents,
             output_type=output_type,
             callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=list(callback_on_step_end_tensor_inputs),
+            **defaults,
         )
-        if not return_dict:
-            return (images,)
-        return QwenImagePipelineOutput(images=images)

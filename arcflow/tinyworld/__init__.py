@@ -7,16 +7,17 @@ on them, so that every part of ArcFlow runs and is measured on a laptop.
 - :mod:`~arcflow.tinyworld.stack`: tokenizers, text encoders, VAEs, and the diffusers folders;
 - :mod:`~arcflow.tinyworld.scene_latents`, :mod:`~arcflow.tinyworld.datasets`: the datasets
   configs name (``SceneDataset``, ``SceneLatentDataset``, ``ScenePromptDataset``);
-- :mod:`~arcflow.tinyworld.vae_trainer`: the VAEs' trainer (``VAETrainer``);
+- :mod:`~arcflow.tinyworld.flow_matching`, :mod:`~arcflow.tinyworld.vae_trainer`: the trainers
+  of the teachers (``FlowMatchingTrainer``) and of the VAEs (``VAETrainer``);
 - :mod:`~arcflow.tinyworld.evaluator`, :mod:`~arcflow.tinyworld.scoring`: the attribute evaluator
   and the caption match and FID space it gives the evaluation harness;
 - :mod:`~arcflow.tinyworld.caption_probe`: which caption words a teacher reads, per noise level.
 
 It builds on the rest of the package; nothing in ``arcflow.flow``, ``models``, ``engine`` or
-``pipelines`` imports it. Importing it registers the named architectures (the registry also
-imports them on first look-up).
+``pipelines`` imports it, and the registries do not name it. Importing it registers what its
+configs name (they say ``custom_imports = dict(imports=["arcflow.tinyworld"])``).
 """
 
-from arcflow.tinyworld import architectures
+from arcflow.tinyworld import architectures, datasets, flow_matching, vae_trainer
 
-__all__ = ["architectures"]
+__all__ = ["architectures", "datasets", "flow_matching", "vae_trainer"]

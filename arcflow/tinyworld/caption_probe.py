@@ -33,9 +33,9 @@ import torch
 from tqdm.auto import tqdm
 
 from arcflow.flow.sampling import Cond, sample_teacher
-from arcflow.flow.time import RELEASED_SHIFT
-from arcflow.models.flow_matching import FlowMatchingTrainer
+from arcflow.released import RELEASED_SHIFT
 from arcflow.tinyworld.evaluator import AttributeEvaluator
+from arcflow.tinyworld.flow_matching import FlowMatchingTrainer
 from arcflow.tinyworld.scene_latents import latent_object_mask
 from arcflow.tinyworld.scenes import (
     COLORS,

@@ -44,8 +44,8 @@ from transformers import (
     T5Tokenizer,
 )
 
-from arcflow.flow.time import RELEASED_SHIFT
 from arcflow.pipelines.loading import SAMPLING_DEFAULTS_FILE
+from arcflow.released import RELEASED_SHIFT
 from arcflow.tinyworld.architectures import (
     FLUX_POOLED_DIM,
     FLUX_TEXT_DIM,

@@ -8,9 +8,9 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderKLQwenImage
 
 from arcflow.models.arch import get_arch
-from arcflow.models.flow_matching import LossModel
 from arcflow.models.vae import load_vae
 from arcflow.registry import MODELS
+from arcflow.tinyworld.flow_matching import LossModel
 from arcflow.tinyworld.scene_latents import object_mask
 from arcflow.tinyworld.stack import build_vae
 

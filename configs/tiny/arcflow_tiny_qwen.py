@@ -25,6 +25,12 @@ model = dict(
 )
 train_dataloader = dict(batch_size=8, dataset=dict(seed=7))
 train_cfg = dict(max_iters=1000)
+# A checkpoint every 200 iterations, all kept, for the per-checkpoint probe curves.
+custom_hooks = [
+    dict(type="ArcFlowEMAHook", gamma=7.0, start_iter=20),
+    dict(type="ArcFlowCheckpointHook", interval=200, keep_last=1, keep_every=200),
+    dict(type="ThroughputHook"),
+]
 # Warm-up as FLUX's, then a cosine down to 5 % over the run (end: train_cfg.max_iters, filled in
 # by the Runner).
 param_scheduler = [

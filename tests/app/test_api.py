@@ -122,3 +122,17 @@ def test_each_setting_is_checked(served, change, message):
     request = dataclasses.replace(Request("a cat", 0, 2, 7.0), **change)
     with pytest.raises(InputError, match=message):
         served.demo.check(request)
+
+
+def test_the_page_names_the_model_it_serves(served):
+    """The tiny stack is not FLUX.1-dev: the title names the folder and its architecture."""
+    assert served.demo.model_name == "tiny-flux (FLUX.1-dev architecture)"
+
+
+def test_a_prompt_the_model_cannot_read_whole_is_said(served):
+    """The tiny FLUX stack reads 32 T5 tokens: a longer prompt still samples, with a note (the
+    page shows it as a warning) rather than a silent cut."""
+    long_prompt = "a red circle at the top left and " * 10
+    result = served.demo.generate(Request(long_prompt, 0, 1))
+    assert result.note is not None and "reads only the first 32" in result.note
+    assert served.demo.generate(Request("a red circle at the top left", 0, 1)).note is None

@@ -335,3 +335,37 @@ def test_a_second_run_numbers_its_images_unless_overwrite(tiny_stacks, tmp_path,
     out = capsys.readouterr().out
     assert len(list(tmp_path.iterdir())) == 4 and "exists" not in out
     assert f"wrote {tmp_path / '00000_a-red-circle.png'}" in out
+
+
+def untruncated_tokens(pipe, arch: str, prompt: str) -> int:
+    """Tokens of ``prompt`` as the pipeline's long encoder sees it, before any cut (written out
+    here from the stock pipelines, apart from the project's count)."""
+    if arch == "flux":
+        return len(pipe.tokenizer_2(prompt).input_ids)
+    text = pipe.prompt_template_encode.format(prompt)
+    return len(pipe.tokenizer(text).input_ids) - pipe.prompt_template_encode_start_idx
+
+
+@pytest.mark.parametrize("arch", ["flux", "qwen_image"])
+def test_a_prompt_longer_than_the_text_encoder_reads_is_said(arch, tiny_stacks, tmp_path, capsys):
+    """The tokenizers cut a long prompt without a word; the command line says so, with the
+    pipeline's own token count, and still writes the image."""
+    from arcflow import pipelines
+
+    spec = loading.SPECS[arch]
+    model = tiny_stacks.model(arch)
+    pipe = getattr(pipelines, spec.pipeline).from_pretrained(model, transformer=None, vae=None)
+    short, long = "a red circle", "a red circle at the top left " * 8
+    counts = [untruncated_tokens(pipe, arch, prompt) for prompt in (short, long)]
+    limit = sum(counts) // 2  # the short prompt fits, the long one does not
+    args = ["--model", str(model), "--adapter", str(tiny_stacks.adapter(arch))]
+    args += ["--height", "32", "--width", "32", "--max-sequence-length", str(limit), "--nfe", "1"]
+    args += ["--prompt", short, "--prompt", long, "--out", str(tmp_path)]
+    assert cli.run(spec, args) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: prompt")]
+    assert warnings == [
+        f"warning: prompt 2: the prompt is {counts[1]} tokens long and the model reads only the "
+        f"first {limit}: the rest is ignored; shorten it"
+    ]
+    assert len(list(tmp_path.glob("*.png"))) == 2

@@ -129,3 +129,27 @@ def test_errors_are_clear(tiny_stacks):
         pipe.load_arcflow_adapter(tiny_stacks.adapter("flux"))
     with pytest.raises(ValueError, match="multiples of 4"):
         pipe("x", height=30, width=SIZE)
+
+
+def test_a_call_takes_the_model_folders_sampling_defaults():
+    """The Python API samples a tiny stack as the command line does: what the call leaves out
+    comes from the folder's sampling_defaults.json (tiny FLUX: 64x64, 32 T5 tokens, guidance
+    7.0, not the released 3.5)."""
+    import json
+    from pathlib import Path
+
+    stack = Path(__file__).resolve().parents[2] / "checkpoints"
+    pipe = ArcFluxPipeline.from_pretrained(stack / "tiny-flux", local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_arcflow_adapter(stack / "tiny-flux-arcflow")
+    defaults = json.loads((stack / "tiny-flux" / "sampling_defaults.json").read_text())
+    assert pipe.sampling_defaults == defaults and defaults["guidance_scale"] == 7.0
+
+    def image(**settings) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(0)
+        return pipe(PROMPTS[0], generator=generator, output_type="pt", **settings).images
+
+    plain = image()
+    assert plain.shape == (1, 3, defaults["height"], defaults["width"])
+    assert torch.equal(plain, image(**defaults))
+    assert not torch.equal(plain, image(**dict(defaults, guidance_scale=3.5)))

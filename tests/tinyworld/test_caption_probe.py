@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from arcflow.models.flow_matching import FlowMatchingTrainer
 from arcflow.tinyworld.architectures import FLUX_GUIDANCE_SCALE
 from arcflow.tinyworld.caption_probe import (
     ATTRIBUTE_VALUES,
@@ -22,6 +21,7 @@ from arcflow.tinyworld.caption_probe import (
     renoise_probe,
 )
 from arcflow.tinyworld.evaluator import AttributeEvaluator
+from arcflow.tinyworld.flow_matching import FlowMatchingTrainer
 from arcflow.tinyworld.scenes import parse_caption, render_batch, sample_item
 from arcflow.tinyworld.stack import ASSEMBLERS, build_vae
 

@@ -7,7 +7,7 @@ import torch
 from tiny_models import fixed_loss, scene_batch, text_and_vae_stacks, train_steps
 from torch.utils.data import default_collate
 
-from arcflow.models.flow_matching import FlowMatchingTrainer
+from arcflow.tinyworld.flow_matching import FlowMatchingTrainer
 from arcflow.tinyworld.scene_latents import SceneLatentDataset, latent_object_mask
 from arcflow.tinyworld.scenes import parse_caption, sample_item
 from arcflow.tinyworld.vae_trainer import VAETrainer

@@ -2,6 +2,9 @@
 # the whole trained network, linear warm-up then cosine decay, EMA exported as the shipped weights.
 _base_ = ["../../_base_/runtime/default.py"]
 
+# The tiny world's datasets, trainers and named sizes live outside the core: import them.
+custom_imports = dict(imports=["arcflow.tinyworld"], allow_failed_imports=False)
+
 optim_wrapper = dict(
     type="ArcFlowOptimWrapper",
     constructor="ArcFlowOptimWrapperConstructor",

@@ -8,9 +8,9 @@ import torch
 from tiny_models import fixed_loss, scene_batch, text_and_vae_stacks, train_steps
 from torch.utils.data import default_collate
 
-from arcflow.models.flow_matching import FlowMatchingTrainer, sample_sigmas
 from arcflow.models.loading import build_transformer
 from arcflow.tinyworld.architectures import LATENT_CHANNELS, transformer_config
+from arcflow.tinyworld.flow_matching import FlowMatchingTrainer, sample_sigmas
 from arcflow.tinyworld.scene_latents import SceneLatentDataset
 
 
