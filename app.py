@@ -11,6 +11,7 @@ arcflow/app/).
 import sys
 from pathlib import Path
 
+import arcflow.tinyworld.presets  # noqa: F401  (registers --preset tiny)
 from arcflow.app.server import main
 from arcflow.errors import run_cli
 

@@ -9,6 +9,7 @@ Flags: python inference_qwen.py --help (implementation: arcflow/pipelines/cli.py
 
 from pathlib import Path
 
+import arcflow.tinyworld.presets  # noqa: F401  (registers --preset tiny)
 from arcflow.pipelines.cli import main
 from arcflow.pipelines.loading import QWEN_IMAGE
 

@@ -3,7 +3,7 @@ name under ``default_scope='arcflow'``. Only what configs name is registered.
 
 The lazy ``locations`` name general modules only. The tiny world registers its datasets, trainers
 and named architecture sizes when it is imported: its configs say
-``custom_imports = dict(imports=["arcflow.tinyworld"])``."""
+``custom_imports = dict(imports=["arcflow.tinyworld.datasets", ...])``."""
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -69,5 +69,5 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
 )
 # Named base-transformer sizes, ``transformer=dict(from_config=NAME)``: functions
 # ``arch -> constructor arguments``. "full" (the released models) is built into arcflow.models;
-# importing arcflow.tinyworld registers its sizes ("tiny", "toy", "benchmark").
+# importing arcflow.tinyworld.architectures registers its sizes ("tiny", "toy", "benchmark").
 ARCHITECTURES = Registry("transformer architecture", scope="arcflow")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import arcflow.tinyworld.presets  # noqa: F401  (--preset tiny, as the entry scripts register it)
 from arcflow.flow import ArcFlowPolicy
 
 # The tests' tensors are tiny: one thread avoids thread start-up costs that dwarf the maths on a

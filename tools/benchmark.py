@@ -44,7 +44,8 @@ from mmengine.config import DictAction
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed package
 
-import arcflow.tinyworld  # noqa: E402, F401  (registers the "benchmark" size of --tiny runs)
+import arcflow.tinyworld.architectures  # noqa: E402, F401  (the "benchmark" size of --tiny)
+import arcflow.tinyworld.presets  # noqa: E402, F401  (registers --preset tiny)
 from arcflow.errors import run_cli  # noqa: E402
 from arcflow.evaluation.benchmark import (  # noqa: E402
     Record,
@@ -176,8 +177,8 @@ def run(args: argparse.Namespace) -> list[Record]:
         keep(
             bench_pipeline(
                 arch,
-                args.model or tiny.tiny_model,
-                args.adapter or tiny.tiny_adapter,
+                args.model or tiny.preset_folder("tiny", "models"),
+                args.adapter or tiny.preset_folder("tiny", "adapters"),
                 device,
                 dtype,
                 args.resolution,

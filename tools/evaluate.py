@@ -24,6 +24,7 @@ import re
 import sys
 from pathlib import Path
 
+import arcflow.tinyworld.presets  # noqa: F401  (registers --preset tiny)
 from arcflow.errors import run_cli
 from arcflow.pipelines import cli, loading
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = args.preset == "tiny"
     linear = args.linear_adapter
     if linear is None and tiny:
-        linear = str(Path(spec.tiny_adapter.replace("-arcflow", "-linear")).resolve())
+        linear = spec.preset_folder("tiny", "linear_adapters")
     used = {s.kind for s in samplers}
     if "linear" in used and not (linear and Path(linear).is_dir()):
         parser.error(
@@ -127,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = [prompt for prompt, _ in pairs]
         real_images = features.to_uint8(render_batch([scene for _, scene in pairs]))
     else:
-        if not args.prompts_file.is_file():
-            parser.error(f"--prompts-file {args.prompts_file} does not exist")
-        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
-        texts = [line.strip() for line in lines if line.strip()]
+        texts = cli.prompts_file(args.prompts_file, parser)
     scorer = None
     spaces: list[features.FeatureSpace] = []
     if evaluator_path:

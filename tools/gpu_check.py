@@ -55,7 +55,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere without an installed package
 
-import arcflow.tinyworld  # noqa: E402, F401  (registers the "benchmark" size of --tiny runs)
+import arcflow.tinyworld.architectures  # noqa: E402, F401  (the "benchmark" size of --tiny)
 from arcflow.errors import run_cli  # noqa: E402
 from arcflow.evaluation.benchmark import (  # noqa: E402
     Record,

@@ -37,6 +37,7 @@ from torch import nn  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import arcflow.tinyworld.presets  # noqa: E402, F401  (registers --preset tiny)
 from arcflow.errors import run_cli  # noqa: E402
 from arcflow.flow import ArcFlowPolicy  # noqa: E402
 from arcflow.flow.sampling import (  # noqa: E402

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import arcflow.tinyworld.presets  # noqa: F401  (registers --preset tiny)
 from arcflow.errors import run_cli
 from arcflow.pipelines import loading
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     sigmas = parse_sigmas(args.sigmas, parser)
-    model = args.model or SPECS[args.arch].tiny_model
+    model = args.model or SPECS[args.arch].preset_folder("tiny", "models")
     transformer = args.transformer or model
     needed = [(model, "vae/config.json"), (transformer, "transformer/config.json")]
     if args.renoise:

@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import arcflow.tinyworld.presets  # noqa: F401  (registers --preset tiny)
 from arcflow.errors import run_cli
 from arcflow.pipelines import cli, loading
 from arcflow.released import RELEASED_NFE
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--student takes NAME=FOLDER")
     linear = args.linear_adapter
     if linear is None and tiny:
-        linear = str(Path(spec.tiny_adapter.replace("-arcflow", "-linear")).resolve())
+        linear = spec.preset_folder("tiny", "linear_adapters")
     folders = dict(extra)
     if linear and linear != "none":
         folders = {"linear": linear, **extra}
@@ -119,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"adapter {name}={folder}: no such folder")
     texts: list[str]
     if args.prompts_file is not None:
-        if not args.prompts_file.is_file():
-            parser.error(f"--prompts-file {args.prompts_file} does not exist")
-        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
-        texts = [line.strip() for line in lines if line.strip()]
+        texts = cli.prompts_file(args.prompts_file, parser)
     else:
         from arcflow.tinyworld.scenes import heldout_prompts
 

@@ -67,6 +67,7 @@ from arcflow.engine.checkpoint_files import (
 from arcflow.engine.ema import trainable_parameters
 from arcflow.engine.preemption import PreemptionGuard
 from arcflow.engine.sharding import gather_to_main, shard_like
+from arcflow.models.state_match import match_state
 from arcflow.registry import HOOKS
 
 
@@ -331,23 +332,16 @@ class ArcFlowCheckpointHook(Hook):
         """Restore model, EMA, optimiser, schedulers, iteration and RNG from ``path``."""
         params = trainable_parameters(runner.model)
         saved = load_file(str(path / "trainable.safetensors"))
-        missing = sorted(set(params) - set(saved))
-        unexpected = sorted(set(saved) - set(params))
-        if missing or unexpected:
+        problems = match_state(params, saved, "checkpoint", "model").problems()
+        if problems:
             raise CheckpointError(
-                f"checkpoint {path} does not match this model's trainable tensors: missing "
-                f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
-                f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}. Resume with the config "
-                "that wrote it, or start afresh with --no-resume / another work dir."
+                f"checkpoint {path} does not match this model's trainable tensors ("
+                + "; ".join(problems)
+                + "). Resume with the config that wrote it, or start afresh with --no-resume / "
+                "another work dir."
             )
         with torch.no_grad():
             for name, param in params.items():
-                if param.shape != saved[name].shape:
-                    raise CheckpointError(
-                        f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, the "
-                        f"model has {tuple(param.shape)}. Resume with the config that wrote it, "
-                        "or start afresh with --no-resume / another work dir."
-                    )
                 param.copy_(shard_like(saved[name], param))
         ema_hook = self._ema_hook(runner)
         if ema_hook is not None and (path / "ema.safetensors").is_file():

@@ -23,6 +23,8 @@ RUNNER_KEYS = {
     "randomness", "experiment_name", "model_wrapper_cfg", "find_unused_parameters", "cfg",
 }  # fmt: skip
 PROJECT_KEYS = {"run_name", "checkpoint_dir", "wandb"}
+# Read by mmengine's Config.fromfile itself (it imports these modules while loading the file).
+CONFIG_FILE_KEYS = {"custom_imports"}
 # ``env_cfg`` keys: mmengine's own (Runner.setup_env), then the project's (ArcFlowRunner.setup_env).
 ENV_CFG_KEYS = {"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit", "cudnn_attention"}
 
@@ -121,7 +123,7 @@ def check_config_keys(cfg: Config) -> None:
     project reads, naming the nearest known key."""
     _check_known(
         [k for k in cfg if not k.startswith("_")],
-        RUNNER_KEYS | PROJECT_KEYS,
+        RUNNER_KEYS | PROJECT_KEYS | CONFIG_FILE_KEYS,
         "",
         "; prefix config-local helpers with '_'",
     )

@@ -37,6 +37,7 @@ from torch import nn
 
 from arcflow.models.arch import arch_for_published_class
 from arcflow.models.packing import PACK
+from arcflow.models.state_match import listing, match_state
 from arcflow.models.student import LORA_ADAPTER_NAME, ArcFlowStudent
 
 CONFIG_NAME = "config.json"
@@ -236,18 +237,16 @@ def load_arcflow_adapter(
         to_published_name(name.removeprefix("transformer.")): param
         for name, param in student.trainable_named_parameters()
     }
-    unused = sorted(set(tensors) - set(params))
-    missing = sorted(set(params) - set(tensors))
-    if unused:
-        raise KeyError(f"adapter keys not used by the {arch.name} student: {unused}")
-    if missing:
-        raise KeyError(f"adapter is missing keys: {missing}")
-    for key, param in params.items():
-        if tensors[key].shape != param.shape:
-            raise ValueError(
-                f"adapter key {key} has shape {tuple(tensors[key].shape)}, the student expects "
-                f"{tuple(param.shape)} (num_gaussians={config['num_gaussians']})"
-            )
+    match = match_state(params, tensors, "adapter", "student")
+    if match.unexpected:
+        raise KeyError(f"adapter keys not used by the {arch.name} student: {match.unexpected}")
+    if match.missing:
+        raise KeyError(f"adapter is missing keys: {match.missing}")
+    if match.mismatched:
+        raise ValueError(
+            f"adapter shape mismatch (num_gaussians={config['num_gaussians']}): "
+            + listing(match.mismatched)
+        )
     with torch.no_grad():
         for key, param in params.items():
             param.copy_(tensors[key])

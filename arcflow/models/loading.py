@@ -4,7 +4,7 @@
 parameters, Qwen-Image: 20.4 B) on the meta device, which costs no memory: enough to count
 parameters or check shapes. Other sizes come from a dict of constructor arguments or by name from
 ``arcflow.registry.ARCHITECTURES`` (the tiny world's ``"tiny"``, ``"toy"``, ``"benchmark"``, once
-``arcflow.tinyworld`` is imported).
+``arcflow.tinyworld.architectures`` is imported).
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def named_config(arch: str | ArchAdapter, name: str) -> dict[str, Any]:
         known = ["full", *sorted(ARCHITECTURES.module_dict)]
         raise ValueError(
             f"no transformer architecture named {name!r}; known: {known}. The tiny world's sizes "
-            "(tiny, toy, benchmark) exist once arcflow.tinyworld is imported: a config says "
-            'custom_imports = dict(imports=["arcflow.tinyworld"])'
+            "(tiny, toy, benchmark) exist once arcflow.tinyworld.architectures is imported: a "
+            'config says custom_imports = dict(imports=["arcflow.tinyworld.architectures"])'
         )
     return dict(sizes(adapter.name))
 

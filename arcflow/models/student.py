@@ -28,6 +28,7 @@ from arcflow.models.heads import ArcFlowHead, ForkedLinear
 from arcflow.models.lora import make_lora_config
 from arcflow.models.packing import PACK, unpack_tokens
 from arcflow.models.quantization import is_quantized
+from arcflow.models.state_match import match_state
 from arcflow.released import (
     RELEASED_LOG_GAMMA_RANGE,
     RELEASED_LORA_ALPHA,
@@ -253,26 +254,14 @@ class ArcFlowStudent(nn.Module):
         and are returned otherwise.
         """
         params = dict(self.trainable_named_parameters())
-        missing = sorted(set(params) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(params))
-        mismatched = [
-            f"{name}: checkpoint {tuple(state_dict[name].shape)} vs model {tuple(param.shape)}"
-            for name, param in params.items()
-            if name in state_dict and state_dict[name].shape != param.shape
-        ]
-        problems = []
-        if mismatched:
-            problems.append("shape mismatch: " + "; ".join(mismatched))
-        if strict and missing:
-            problems.append(f"missing keys: {missing}")
-        if strict and unexpected:
-            problems.append(f"unexpected keys: {unexpected}")
+        match = match_state(params, state_dict, "checkpoint", "model")
+        problems = match.problems(missing=strict, unexpected=strict)
         if problems:
             raise ValueError("cannot load the trainable state dict: " + " | ".join(problems))
         for name, param in params.items():
             if name in state_dict:
                 param.copy_(state_dict[name])
-        return LoadResult(missing, unexpected)
+        return LoadResult(match.missing, match.unexpected)
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Switch activation checkpointing of the transformer blocks on or off."""

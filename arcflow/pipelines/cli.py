@@ -33,6 +33,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from arcflow.errors import UserError, run_cli, writable_dir
 from arcflow.pipelines.loading import (
+    PRESETS,
     WEIGHT_SUFFIXES,
     CliSpec,
     LoadError,
@@ -78,6 +79,19 @@ def lora_argument(value: str) -> tuple[str, float]:
                 ) from None
             # otherwise a colon inside the path itself
     return value, 1.0
+
+
+def add_preset_argument(parser: argparse.ArgumentParser) -> None:
+    """``--preset NAME``: the registered presets (:data:`~arcflow.pipelines.loading.PRESETS`)
+    stand in for --model and --adapter."""
+    presets = "; ".join(f"{name}: {preset.help}" for name, preset in sorted(PRESETS.items()))
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help=f"{presets} (its folders unless --model / --adapter say otherwise)"
+        if PRESETS
+        else "none registered",
+    )
 
 
 def add_lora_argument(parser: argparse.ArgumentParser) -> None:
@@ -143,11 +157,7 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
         ),
     )
     add_lora_argument(parser)
-    parser.add_argument(
-        "--preset",
-        choices=["tiny"],
-        help=f"tiny: the shipped CPU-sized stack ({spec.tiny_model} + {spec.tiny_adapter})",
-    )
+    add_preset_argument(parser)
     parser.add_argument("--device", help="default: cuda if available (cuda:LOCAL_RANK), else cpu")
     parser.add_argument(
         "--dtype",
@@ -207,18 +217,24 @@ def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def prompts_file(path: Path, parser: argparse.ArgumentParser) -> list[str]:
+    """The prompts of ``--prompts-file`` (one per line, blank lines skipped); a missing or empty
+    file is a usage error naming it. Every tool that takes the flag reads it here."""
+    if not path.is_file():
+        parser.error(f"--prompts-file {path} does not exist")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        parser.error(f"--prompts-file {path} holds no prompt (one per line)")
+    return prompts
+
+
 def read_prompts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     prompts = list(args.prompt)
     if any(not prompt.strip() for prompt in prompts):
         parser.error("--prompt is empty: describe the image to draw")
     if args.prompts_file is not None:
-        if not args.prompts_file.is_file():
-            parser.error(f"--prompts-file {args.prompts_file} does not exist")
-        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
-        from_file = [line.strip() for line in lines if line.strip()]
-        if not from_file:
-            parser.error(f"--prompts-file {args.prompts_file} holds no prompt (one per line)")
-        prompts += from_file
+        prompts += prompts_file(args.prompts_file, parser)
     if not prompts:
         parser.error("give at least one --prompt or a --prompts-file")
     return prompts
@@ -292,7 +308,7 @@ def add_stack_arguments(
     (``--arch``, ``--preset``, ``--model``, ``--adapter``, ``--linear-adapter``, ``--student``),
     how they run (``--device``, ``--dtype``, ``--guidance-scale``) and the image size."""
     parser.add_argument("--arch", choices=sorted(archs), default="flux")
-    parser.add_argument("--preset", choices=["tiny"], help="the shipped tiny-world models")
+    add_preset_argument(parser)
     parser.add_argument("--model", help="base model folder or Hub id (default: the preset's)")
     parser.add_argument("--adapter", help="ArcFlow adapter (default: the preset's)")
     parser.add_argument(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from arcflow.errors import UserError, run_cli, writable_dir
+from arcflow.models.state_match import listing, match_state
 
 # torch, mmengine and diffusers load on use: --help and usage errors stay instant.
 if TYPE_CHECKING:
@@ -45,11 +46,6 @@ def resolve_checkpoint(ckpt: str | Path | None, checkpoint_dir: str | Path) -> P
     return latest
 
 
-def _listing(names: list[str], limit: int = 8) -> str:
-    more = f" ... (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def assign_trainable(student: ArcFlowStudent, tensors: dict[str, torch.Tensor]) -> None:
     """Put checkpoint tensors (``student.``-prefixed names) in place of the student's trainable
     parameters, which may live on the meta device. Every key must match in name and shape."""
@@ -60,22 +56,15 @@ def assign_trainable(student: ArcFlowStudent, tensors: dict[str, torch.Tensor]) 
         for name, value in tensors.items()
         if name.startswith(STUDENT_PREFIX)
     }
-    missing = sorted(set(params) - set(stripped))
-    unexpected = sorted(set(stripped) - set(params))
-    mismatched = [
-        f"{name}: checkpoint {tuple(stripped[name].shape)} vs config {tuple(param.shape)}"
-        for name, param in params.items()
-        if name in stripped and stripped[name].shape != param.shape
-    ]
+    match = match_state(params, stripped, "checkpoint", "config")
     problems = []
     if foreign:
-        problems.append(f"keys without the '{STUDENT_PREFIX}' prefix: {_listing(foreign)}")
-    if missing:
-        problems.append(f"missing for this config: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"not in this config's student: {_listing(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatch: {_listing(mismatched)}")
+        problems.append(f"keys without the '{STUDENT_PREFIX}' prefix: {listing(foreign)}")
+    if match.missing:
+        problems.append(f"missing for this config: {listing(match.missing)}")
+    if match.unexpected:
+        problems.append(f"not in this config's student: {listing(match.unexpected)}")
+    problems += match.problems(missing=False, unexpected=False)
     if problems:
         raise UserError(
             "the checkpoint does not match the config's student (was it written by another "

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,43 +26,68 @@ SAMPLING_KEYS = ("height", "width", "max_sequence_length", "guidance_scale")
 
 
 @dataclass(frozen=True)
+class Preset:
+    """What ``--preset NAME`` stands for: local folders per architecture (relative ones under the
+    entry script's folder, see :meth:`CliSpec.under`), registered by whoever ships them
+    (:func:`register_preset`; the tiny world's ``tiny`` is in ``arcflow.tinyworld.presets``)."""
+
+    name: str
+    help: str  # one line for --help
+    missing_hint: str  # what to do when a folder is missing, e.g. how to build it
+    models: Mapping[str, str]  # arch -> base model folder
+    adapters: Mapping[str, str]  # arch -> ArcFlow adapter folder
+    linear_adapters: Mapping[str, str] = field(default_factory=dict)  # arch -> K = 1 baseline
+
+
+# The presets the command lines offer; entry scripts import the modules that register them.
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> Preset:
+    PRESETS[preset.name] = preset
+    return preset
+
+
+@dataclass(frozen=True)
 class CliSpec:
     """What differs between the FLUX and the Qwen-Image command lines."""
 
     name: str  # shown in messages: "FLUX.1-dev", "Qwen-Image"
+    arch: str  # "flux", "qwen_image": which folders of a preset
     pipeline: str  # class name in arcflow.pipelines
     default_model: str
     default_adapter: str  # "<repo>/<subfolder>" on the Hub
-    # The tiny preset's folders: relative to the current folder, or under the folder an entry
-    # script names (``under``); their image size, text length and guidance come from the model
-    # folder's sampling defaults.
-    tiny_model: str
-    tiny_adapter: str
+    root: str = "."  # the folder a preset's relative folders are under
 
     def under(self, root: str | Path) -> CliSpec:
-        """This spec with the tiny preset's folders under ``root`` (an entry script's folder,
-        so that the preset works from any current folder)."""
-        root = Path(root)
-        return replace(
-            self, tiny_model=str(root / self.tiny_model), tiny_adapter=str(root / self.tiny_adapter)
-        )
+        """This spec with presets' folders under ``root`` (an entry script's folder, so that a
+        preset works from any current folder)."""
+        return replace(self, root=str(root))
+
+    def preset_folder(self, preset: str, kind: str = "models") -> str:
+        """The absolute folder ``kind`` (``models``, ``adapters``, ``linear_adapters``) of
+        ``preset`` for this architecture."""
+        if preset not in PRESETS:
+            raise LoadError(f"no preset named {preset!r}; known: {sorted(PRESETS)}")
+        folders = getattr(PRESETS[preset], kind)
+        if self.arch not in folders:
+            raise LoadError(f"the {preset} preset has no {kind} folder for {self.name}")
+        return str((Path(self.root) / folders[self.arch]).resolve())
 
 
 FLUX = CliSpec(
     name="FLUX.1-dev",
+    arch="flux",
     pipeline="ArcFluxPipeline",
     default_model="black-forest-labs/FLUX.1-dev",
     default_adapter=f"{PUBLISHED_REPO}/arcflow-flux-2steps",
-    tiny_model="checkpoints/tiny-flux",
-    tiny_adapter="checkpoints/tiny-flux-arcflow",
 )
 QWEN_IMAGE = CliSpec(
     name="Qwen-Image",
+    arch="qwen_image",
     pipeline="ArcQwenImagePipeline",
     default_model="Qwen/Qwen-Image",
     default_adapter=f"{PUBLISHED_REPO}/arcflow-qwen-2steps",
-    tiny_model="checkpoints/tiny-qwen",
-    tiny_adapter="checkpoints/tiny-qwen-arcflow",
 )
 
 
@@ -69,7 +95,7 @@ SPECS = {"flux": FLUX, "qwen_image": QWEN_IMAGE}
 
 
 def specs_under(root: str | Path) -> dict[str, CliSpec]:
-    """:data:`SPECS` with the tiny preset's folders under ``root`` (see :meth:`CliSpec.under`)."""
+    """:data:`SPECS` with presets' folders under ``root`` (see :meth:`CliSpec.under`)."""
     return {arch: spec.under(root) for arch, spec in SPECS.items()}
 
 
@@ -107,19 +133,16 @@ def check_local_source(source: str, flag: str) -> None:
 def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
     """Model and adapter after the preset; a missing tiny stack or local path is a LoadError."""
     model, adapter = args.model, args.adapter
-    if args.preset == "tiny":
-        for given, default, flag in (
-            (model, spec.tiny_model, "--model"),
-            (adapter, spec.tiny_adapter, "--adapter"),
-        ):
+    if args.preset is not None:
+        for given, kind, flag in ((model, "models", "--model"), (adapter, "adapters", "--adapter")):
+            default = spec.preset_folder(args.preset, kind)
             if given is None and not Path(default).is_dir():
                 raise LoadError(
-                    f"the tiny preset needs {Path(default).resolve()}, which does not exist. "
-                    "Build the tiny world first (python tools/build_tiny_world.py, from the "
-                    f"repository root), or pass {flag} with a local folder."
+                    f"the {args.preset} preset needs {default}, which does not exist. "
+                    f"{PRESETS[args.preset].missing_hint}, or pass {flag} with a local folder."
                 )
-        model = model or str(Path(spec.tiny_model).resolve())
-        adapter = adapter or str(Path(spec.tiny_adapter).resolve())
+        model = model or spec.preset_folder(args.preset, "models")
+        adapter = adapter or spec.preset_folder(args.preset, "adapters")
     for given, flag in ((model, "--model"), (adapter, "--adapter")):
         if given is not None:
             check_local_source(given, flag)
@@ -280,8 +303,8 @@ def load_measured_pipeline(
     ``adapter`` default to the tiny preset's folders. Returns it with the image side (the model
     folder's sampling default, else 1024) and text length (else 512) of its calls."""
     quiet_libraries()
-    model = model or str(Path(spec.tiny_model).resolve())
-    adapter = adapter or str(Path(spec.tiny_adapter).resolve())
+    model = model or spec.preset_folder("tiny", "models")
+    adapter = adapter or spec.preset_folder("tiny", "adapters")
     pipe = load_pipeline(spec, model, adapter, dtype, device, offload=False)
     defaults = sampling_defaults(model)
     size = defaults.get("height", 1024)

@@ -14,10 +14,7 @@ on them, so that every part of ArcFlow runs and is measured on a laptop.
 - :mod:`~arcflow.tinyworld.caption_probe`: which caption words a teacher reads, per noise level.
 
 It builds on the rest of the package; nothing in ``arcflow.flow``, ``models``, ``engine`` or
-``pipelines`` imports it, and the registries do not name it. Importing it registers what its
-configs name (they say ``custom_imports = dict(imports=["arcflow.tinyworld"])``).
+``pipelines`` imports it, and the registries do not name it: its configs import the modules
+whose names they use (``custom_imports``), the entry scripts :mod:`~arcflow.tinyworld.presets`
+(``--preset tiny``). The package itself imports nothing, so that ``--help`` stays instant.
 """
-
-from arcflow.tinyworld import architectures, datasets, flow_matching, vae_trainer
-
-__all__ = ["architectures", "datasets", "flow_matching", "vae_trainer"]

@@ -44,6 +44,7 @@ from transformers import (
     T5Tokenizer,
 )
 
+from arcflow.models.state_match import match_state
 from arcflow.pipelines.loading import SAMPLING_DEFAULTS_FILE
 from arcflow.released import RELEASED_SHIFT
 from arcflow.tinyworld.architectures import (
@@ -379,9 +380,12 @@ def load_trained(
     tensors = load_file(str(path / ("ema.safetensors" if ema else "trainable.safetensors")))
     head = f"{prefix}."
     state = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
-    missing, unexpected = module.load_state_dict(state, strict=not partial)
-    if unexpected or not (partial or not missing):
-        raise KeyError(f"{path} does not fit {type(module).__name__}: unexpected {unexpected}")
+    # With ``partial`` a part of the model may be missing from the run; nothing else may differ.
+    match = match_state(module.state_dict(), state, "checkpoint", "model")
+    problems = match.problems(missing=not partial)
+    if problems:
+        raise KeyError(f"{path} does not fit {type(module).__name__}: " + "; ".join(problems))
+    module.load_state_dict(state, strict=False)
     return module.eval()
 
 

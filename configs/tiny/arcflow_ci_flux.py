@@ -3,8 +3,9 @@
 # It exercises the code path of configs/flux/arcflow_flux_cached.py at toy size.
 _base_ = ["../_base_/runtime/default.py", "../_base_/schedules/distill.py"]
 
-# The tiny world's datasets, trainers and named sizes live outside the core: import them.
-custom_imports = dict(imports=["arcflow.tinyworld"], allow_failed_imports=False)
+# The tiny world lives outside the core: import its named sizes and datasets.
+_tiny_world = ["arcflow.tinyworld.architectures", "arcflow.tinyworld.datasets"]
+custom_imports = dict(imports=_tiny_world, allow_failed_imports=False)
 
 model = dict(
     type="ArcFlowDistiller",

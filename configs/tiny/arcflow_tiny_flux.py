@@ -21,8 +21,9 @@ _base_ = [
     "../_base_/models/arcflow_distiller.py",
 ]
 
-# The tiny world's datasets, trainers and named sizes live outside the core: import them.
-custom_imports = dict(imports=["arcflow.tinyworld"], allow_failed_imports=False)
+# The tiny world lives outside the core: import its named sizes and datasets.
+_tiny_world = ["arcflow.tinyworld.architectures", "arcflow.tinyworld.datasets"]
+custom_imports = dict(imports=_tiny_world, allow_failed_imports=False)
 
 _stack = "checkpoints/tiny-flux"
 _max_iters = 2000

@@ -222,7 +222,7 @@ def test_bad_folders_fail_naming_the_key(tiny, tmp_path):
         write_folder(tmp_path / name, "flux", tiny, tensors=tensors, **config)
         return load_arcflow_adapter(tiny.base("flux"), tmp_path / name)
 
-    with pytest.raises(ValueError, match=r"proj_out_means\.weight has shape \(70, 32\)"):
+    with pytest.raises(ValueError, match=r"proj_out_means\.weight: adapter \(70, 32\)"):
         load("shape", {**good, "proj_out_means.weight": good["proj_out_means.weight"][:70]})
     with pytest.raises(KeyError, match=r"not used.*'extra\.weight'"):
         load("unused", {**good, "extra.weight": torch.zeros(2, dtype=torch.float16)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import arcflow.tinyworld  # noqa: F401  (registers the named "toy" size)
+import arcflow.tinyworld.architectures  # noqa: F401  (registers the named "toy" size)
 from arcflow.models import build_transformer, deepen_transformer, get_arch
 from arcflow.models.builder import base_architecture, build_base_from_cfg
 

@@ -234,7 +234,7 @@ def test_tiny_preset(spec, tmp_path, monkeypatch):
     args = ["--preset", "tiny", "--prompt", "a red circle at the top left", "--out", str(out)]
     assert cli.run(spec, args) == 0
     pixels, text = pixels_and_text(out)
-    defaults = loading.sampling_defaults(spec.tiny_model)
+    defaults = loading.sampling_defaults(spec.under(REPO).preset_folder("tiny"))
     assert pixels.shape == (defaults["height"], defaults["width"], 3) and text["nfe"] == "2"
     settings = json.loads(text["arcflow"])
     assert settings["guidance_scale"] == defaults.get("guidance_scale")

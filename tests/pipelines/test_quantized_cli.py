@@ -42,7 +42,9 @@ def generate(spec: loading.CliSpec, out: Path, *flags: str) -> dict:
 @pytest.mark.parametrize("arch", sorted(SPECS))
 def test_quantized_student_image_is_the_float_one(arch, tmp_path):
     spec = SPECS[arch]
-    base = get_arch(arch).transformer_cls.from_pretrained(spec.tiny_model, subfolder="transformer")
+    base = get_arch(arch).transformer_cls.from_pretrained(
+        spec.preset_folder("tiny"), subfolder="transformer"
+    )
     gguf = save_gguf(base, tmp_path / "transformer.gguf")
     float_png = tmp_path / "float.png"
     generate(spec, float_png)
@@ -89,7 +91,7 @@ def test_schemes_the_cpu_cannot_run_are_one_line(tmp_path, capsys):
 
 def test_a_gguf_of_another_model_is_one_load_error(tmp_path, capsys):
     qwen = get_arch("qwen_image").transformer_cls.from_pretrained(
-        QWEN_IMAGE.tiny_model, subfolder="transformer"
+        QWEN_IMAGE.preset_folder("tiny"), subfolder="transformer"
     )
     wrong = save_gguf(qwen, tmp_path / "qwen.gguf")
     args = ["--preset", "tiny", "--prompt", "x", "--out", str(tmp_path / "x.png")]

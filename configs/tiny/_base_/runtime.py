@@ -2,8 +2,14 @@
 # the whole trained network, linear warm-up then cosine decay, EMA exported as the shipped weights.
 _base_ = ["../../_base_/runtime/default.py"]
 
-# The tiny world's datasets, trainers and named sizes live outside the core: import them.
-custom_imports = dict(imports=["arcflow.tinyworld"], allow_failed_imports=False)
+# The tiny world lives outside the core: import its named sizes, datasets and trainers.
+_tiny_world = [
+    "arcflow.tinyworld.architectures",
+    "arcflow.tinyworld.datasets",
+    "arcflow.tinyworld.flow_matching",
+    "arcflow.tinyworld.vae_trainer",
+]
+custom_imports = dict(imports=_tiny_world, allow_failed_imports=False)
 
 optim_wrapper = dict(
     type="ArcFlowOptimWrapper",
