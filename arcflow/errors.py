@@ -25,6 +25,11 @@ class UserError(Exception):
     """A mistake in what the user asked for; its message is the whole report."""
 
 
+class SourceError(UserError, OSError):
+    """A model, adapter or text encoder that could not be loaded from where the config or the
+    command line says (offline, a typo); an OSError too, as the libraries' own load errors are."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from arcflow.errors import SourceError
 from arcflow.models.arch import arch_for_published_class
 from arcflow.models.packing import PACK
 from arcflow.models.state_match import listing, match_state
@@ -136,7 +137,7 @@ def _adapter_files(path_or_repo: str | Path, subfolder: str | None) -> tuple[Pat
             for name in (CONFIG_NAME, WEIGHTS_NAME)
         )
     except (OSError, ValueError) as error:
-        raise OSError(
+        raise SourceError(
             f"could not get the ArcFlow adapter '{where}': it is not a local folder and the "
             f"Hugging Face Hub did not provide {CONFIG_NAME} and {WEIGHTS_NAME} ({error}). "
             "Without network access, download that folder elsewhere and pass its local path."

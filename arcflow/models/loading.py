@@ -17,6 +17,7 @@ import torch
 from diffusers import ModelMixin
 from torch import nn
 
+from arcflow.errors import SourceError
 from arcflow.models.arch import ArchAdapter, get_arch
 from arcflow.models.student import resolve_dtype
 
@@ -75,7 +76,7 @@ def load_base_transformer(
     except OSError as error:
         if root.is_dir():
             raise
-        raise OSError(
+        raise SourceError(
             f"could not load the {cls.__name__} '{where}': it is not a local folder and the "
             f"Hugging Face Hub did not provide it ({error}). Without network access, download it "
             f"elsewhere and pass the local diffusers folder (the one containing "

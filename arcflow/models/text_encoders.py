@@ -6,6 +6,7 @@ import torch
 from diffusers import FluxPipeline, QwenImagePipeline
 from torch import nn
 
+from arcflow.errors import SourceError
 from arcflow.models.arch import get_arch
 from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH
 
@@ -48,7 +49,7 @@ class PromptEncoder(nn.Module):
                 pretrained, transformer=None, vae=None, torch_dtype=dtype
             )
         except OSError as error:
-            raise OSError(
+            raise SourceError(
                 f"could not load the text encoders of '{pretrained}' ({error}). Without network "
                 "access, pass a local diffusers pipeline folder holding tokenizer*/ and "
                 "text_encoder*/ (model.prompt_encoder.pretrained in the config)."

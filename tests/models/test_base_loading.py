@@ -11,6 +11,7 @@ import pytest
 import torch
 from diffusers import FluxTransformer2DModel, QwenImageTransformer2DModel
 
+from arcflow.errors import UserError
 from arcflow.models import build_student_from_cfg, build_transformer, load_base_transformer
 
 
@@ -53,8 +54,12 @@ def test_local_folder_loads(tiny, tmp_path):
 
 
 def test_offline_hub_id_gives_a_clear_error(monkeypatch):
+    """A UserError (tools/train.py prints it as one line, exit 2), and an OSError as the
+    libraries' own load errors are."""
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(OSError, match="nobody/no-such-model/transformer.*local diffusers folder"):
+    with pytest.raises(UserError, match="nobody/no-such-model/transformer.*local diffusers folder"):
+        load_base_transformer("nobody/no-such-model", "flux")
+    with pytest.raises(OSError):
         load_base_transformer("nobody/no-such-model", "flux")
 
 
