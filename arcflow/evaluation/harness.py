@@ -48,7 +48,13 @@ import torch
 from tqdm.auto import tqdm
 
 from arcflow.evaluation.features import ClipScorer, FeatureSpace, to_signed, to_uint8
-from arcflow.evaluation.metrics import diversity, frechet_distance, latent_mse, psnr
+from arcflow.evaluation.metrics import (
+    diversity,
+    frechet_distance,
+    latent_mse,
+    mean_interval,
+    psnr,
+)
 from arcflow.flow.sampling import (
     Cond,
     SupportsSampling,
@@ -196,6 +202,8 @@ class SamplerResult:
     # one-object prompts stating a size, by "<size> <shape>": {"match": rate, "prompts": count}
     match_by_object: dict[str, dict[str, float]] = field(default_factory=dict)
     psnr_vs_teacher_db: float | None = None
+    psnr_vs_teacher_ci95: float | None = None  # half-width of the mean's 95 % interval
+    psnr_vs_teacher_per_image: list[float] = field(default_factory=list)  # for paired comparisons
     latent_mse_vs_teacher: float | None = None
     clip_score: float | None = None
 
@@ -419,7 +427,9 @@ def evaluate(
             if seeds >= 2:
                 row.diversity[name] = diversity(feats.view(len(prompts), seeds, -1))
         if got.psnr:
-            row.psnr_vs_teacher_db = torch.cat(got.psnr).mean().item()
+            values = torch.cat(got.psnr)
+            row.psnr_vs_teacher_db, row.psnr_vs_teacher_ci95 = mean_interval(values)
+            row.psnr_vs_teacher_per_image = values.tolist()
             row.latent_mse_vs_teacher = torch.cat(got.mse).mean().item()
         if got.clip:
             row.clip_score = torch.cat(got.clip).mean().item()

@@ -125,6 +125,17 @@ def diversity(features: torch.Tensor) -> float:
 Z_95 = 1.959963984540054
 
 
+def mean_interval(values: torch.Tensor, z: float = Z_95) -> tuple[float, float]:
+    """The mean of ``values`` (one per image) and the half-width of its 95 % interval (at the
+    default z) in the normal approximation, ``z * s / sqrt(n)`` with ``s`` the sample standard
+    deviation: ``mean +- half``. One value has no spread to measure: half-width NaN."""
+    x = values.detach().flatten().to(torch.float64)
+    if x.numel() == 0:
+        raise ValueError("mean_interval needs at least one value")
+    half = z * x.std(correction=1).item() / math.sqrt(x.numel()) if x.numel() > 1 else math.nan
+    return x.mean().item(), half
+
+
 def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
     """Wilson score interval of a binomial rate ``successes / trials`` (95 % at the default z):
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from arcflow.evaluation.harness import EvaluationResult
+from arcflow.evaluation.harness import EvaluationResult, SamplerResult
 from arcflow.evaluation.metrics import wilson_interval
 
 
@@ -41,6 +41,13 @@ def markdown_table(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _psnr(row: SamplerResult) -> str:
+    """``27.80 +- 0.41``: the mean PSNR and its 95 % interval's half-width."""
+    text = _fmt(row.psnr_vs_teacher_db, spec=".2f")
+    half = row.psnr_vs_teacher_ci95
+    return text if half is None or half != half else f"{text} +- {half:.2f}"  # NaN: one image
+
+
 def _sampler_table(result: EvaluationResult) -> list[str]:
     spaces = result.settings["feature_spaces"]
     space = spaces[0] if spaces else None
@@ -57,7 +64,7 @@ def _sampler_table(result: EvaluationResult) -> list[str]:
                 "ref" if ref else _fmt(row.fid_vs_teacher.get(space)),
                 _fmt(row.fid_vs_data.get(space)),
                 _fmt(row.caption_match, percent=True),
-                "ref" if ref else _fmt(row.psnr_vs_teacher_db, spec=".2f"),
+                "ref" if ref else _psnr(row),
                 "ref" if ref else _fmt(row.latent_mse_vs_teacher),
                 _fmt(row.diversity.get(space)),
                 _fmt(row.seconds_per_image, spec=".4f"),

@@ -96,6 +96,11 @@ def test_every_sampler_is_measured(run):
         assert row.match_by_object == {}  # no one-object prompts here
         if row is not teacher:
             assert 0 < row.psnr_vs_teacher_db < PSNR_CAP_DB
+            # The mean of the 8 images' PSNRs, with the half-width of its normal 95 % interval.
+            per_image = np.array(row.psnr_vs_teacher_per_image)
+            assert len(per_image) == 8 and row.psnr_vs_teacher_db == pytest.approx(per_image.mean())
+            half = 1.959964 * per_image.std(ddof=1) / np.sqrt(8)
+            assert row.psnr_vs_teacher_ci95 == pytest.approx(half, rel=1e-5)
             assert row.latent_mse_vs_teacher > 0 and row.fid_vs_teacher["evaluator"] >= 0
     # fewer evaluations take less time (6 teacher steps vs 1 student step)
     assert rows["arcflow1"].speedup > 1
@@ -132,6 +137,9 @@ def test_reports(run, tmp_path):
     for name in [*SAMPLERS.split(","), "(data)", "(vae)"]:
         assert f"| {name} |" in table
         assert f"| {name} | 2 |" in table  # caption match of the 2-object prompts
+    arcflow = next(row for row in result.samplers if row.name == "arcflow2")
+    psnr_cell = f"{arcflow.psnr_vs_teacher_db:.2f} +- {arcflow.psnr_vs_teacher_ci95:.2f}"
+    assert f"| {psnr_cell} |" in table
     assert "| sampler | objects | caption match | 95 % interval | color | count |" in table
     # The interval of each rate over its 8 images (4 prompts x 2 seeds), e.g. 0 of 8: 0.0-32.4 %.
     for row in result.samplers:

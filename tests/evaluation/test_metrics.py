@@ -14,6 +14,7 @@ from arcflow.evaluation.metrics import (
     frechet_distance,
     frechet_distance_from_stats,
     latent_mse,
+    mean_interval,
     psnr,
     wilson_interval,
 )
@@ -137,3 +138,17 @@ def test_shape_errors_are_loud():
     with pytest.raises(ValueError):
         psnr(torch.zeros(1, 3), torch.zeros(1, 4))
     assert math.isfinite(frechet_distance(torch.zeros(4, 3), torch.zeros(5, 3)))
+
+
+def test_mean_interval_matches_scipy():
+    """The mean +- z s / sqrt(n) of scipy's normal interval for a mean (scale = standard error)."""
+    from scipy.stats import norm, sem
+
+    values = torch.tensor([27.1, 30.4, 25.9, 28.8, 31.2, 26.5, 29.0])
+    mean, half = mean_interval(values)
+    low, high = norm.interval(0.95, loc=values.double().mean().item(), scale=sem(values.numpy()))
+    assert mean == pytest.approx((low + high) / 2, rel=1e-12)
+    assert half == pytest.approx((high - low) / 2, rel=1e-6)
+    assert math.isnan(mean_interval(torch.tensor([3.0]))[1])
+    with pytest.raises(ValueError, match="at least one"):
+        mean_interval(torch.tensor([]))
