@@ -63,7 +63,7 @@ from arcflow.flow.sampling import (
     sample_teacher,
 )
 from arcflow.models.vae import LatentCodec
-from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH, RELEASED_SHIFT
+from arcflow.released import RELEASED_SHIFT
 
 SAMPLER_KINDS = ("teacher", "linear", "arcflow")
 # A kind has no digits, so "k4" cannot be read both as (k, 4) and (k4, N).
@@ -122,14 +122,23 @@ def stack_from_pipeline(
     students: dict[str, SupportsSampling] | None = None,
     height: int | None = None,
     width: int | None = None,
-    max_sequence_length: int = RELEASED_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: int | None = None,
 ) -> GenerationStack:
     """A stack from an ``ArcFluxPipeline`` / ``ArcQwenImagePipeline`` with its adapter loaded,
     sampling exactly as the pipeline's ``__call__`` does (Qwen-Image: the teacher's true CFG with
-    the empty negative prompt). ``students``: further students by kind (``"linear"``, ablation
-    names) beside the pipeline's own, ``"arcflow"``."""
+    the empty negative prompt; what is not given comes from the model folder's sampling defaults,
+    guidance included, which is set on the students). ``students``: further students by kind
+    (``"linear"``, ablation names) beside the pipeline's own, ``"arcflow"``."""
     student = pipe.student
-    _, _, latent_h, latent_w = pipe.latent_size(height, width)
+    call = pipe.call_defaults(
+        height=height, width=width, max_sequence_length=max_sequence_length, guidance_scale=None
+    )
+    if call["guidance_scale"] is not None:
+        for sampler in (student, *(students or {}).values()):
+            if hasattr(sampler, "guidance_scale"):
+                sampler.guidance_scale = call["guidance_scale"]
+    max_sequence_length = call["max_sequence_length"]
+    _, _, latent_h, latent_w = pipe.latent_size(call["height"], call["width"])
     true_cfg = pipe.arch == "qwen_image" and student.guidance_scale not in (None, 1.0)
 
     def encode(prompts: list[str]) -> Cond:

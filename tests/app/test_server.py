@@ -51,7 +51,7 @@ def test_python_app_py_serves_the_page(tmp_path, port):
             except OSError:  # not listening yet
                 assert time.monotonic() < deadline, "app.py did not serve within 120 s"
                 time.sleep(0.5)
-        assert "ArcFlow FLUX.1-dev" in html  # the page's title
+        assert "ArcFlow: tiny-flux (FLUX.1-dev architecture)" in html  # the page's title
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -94,12 +94,20 @@ def test_student_from_config_dict(tiny, tmp_path):
 
 
 def test_named_architectures_come_from_the_registry():
-    """``from_config`` names resolve through arcflow.registry.ARCHITECTURES, which imports the
-    tiny world's sizes on first look-up: nothing has to import arcflow.tinyworld beforehand."""
+    """``from_config`` names resolve through arcflow.registry.ARCHITECTURES. The tiny world's
+    sizes are there once arcflow.tinyworld.architectures is imported (its configs import it), and
+    a name asked for before says so; the core never imports the tiny world itself."""
     code = (
         "import sys\n"
         "from arcflow.models import build_transformer\n"
+        "try:\n"
+        "    build_transformer('flux', 'tiny')\n"
+        "except ValueError as error:\n"
+        "    assert 'arcflow.tinyworld.architectures' in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('a tiny-world size resolved before the tiny world was imported')\n"
         "assert 'arcflow.tinyworld' not in sys.modules\n"
+        "import arcflow.tinyworld.architectures\n"
         "t = build_transformer('flux', 'tiny')\n"
         "print(t.config.num_single_layers, t.config.in_channels)\n"
     )
