@@ -105,7 +105,7 @@ def test_named_architectures_come_from_the_registry():
         "except ValueError as error:\n"
         "    assert 'arcflow.tinyworld.architectures' in str(error), error\n"
         "else:\n"
-        "    raise AssertionError('a tiny-world size resolved before the tiny world was imported')\n"
+        "    raise AssertionError('a tiny size resolved before arcflow.tinyworld was imported')\n"
         "assert 'arcflow.tinyworld' not in sys.modules\n"
         "import arcflow.tinyworld.architectures\n"
         "t = build_transformer('flux', 'tiny')\n"
