@@ -1,8 +1,7 @@
 # ArcFlow distillation of the shipped tiny Qwen-Image teacher (checkpoints/tiny-qwen/): 2-NFE,
 # K = 16 student, data-free; the teacher uses true CFG 4.0 with the empty negative prompt, the
-# student runs once per step without CFG. The shipped checkpoints/tiny-qwen-arcflow still comes
-# from the earlier recipe (released initial rates, lr 1e-3, 850 iterations, float32); the next
-# shipped student is this config's run, with linear_tiny_qwen.py's as its baseline.
+# student runs once per step without CFG. This config made checkpoints/tiny-qwen-arcflow (~14 min
+# on 2 cores); linear_tiny_qwen.py made its baseline, checkpoints/tiny-qwen-linear.
 # The tiny FLUX recipe (arcflow_tiny_flux.py: fast initial rates, lr 2e-3, bf16 base, compiled)
 # with Qwen-Image's own schedule: each iteration runs the teacher on the doubled (CFG) batch, so
 # a batch of 8 and 1000 iterations; teacher-ratio decay 58 (released 1000 of 15k for Qwen-Image,

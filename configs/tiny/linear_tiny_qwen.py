@@ -1,5 +1,5 @@
-# The linear-shortcut baseline of arcflow_tiny_qwen.py: K = 1, same budget (the shipped
-# checkpoints/tiny-qwen-linear comes from the earlier recipe, as arcflow_tiny_qwen.py says).
+# The linear-shortcut baseline of arcflow_tiny_qwen.py: K = 1, same budget. It made
+# checkpoints/tiny-qwen-linear.
 _base_ = ["./arcflow_tiny_qwen.py"]
 
 model = dict(student=dict(num_components=1))
