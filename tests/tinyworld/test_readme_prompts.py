@@ -1,6 +1,6 @@
 """The README's tiny-world examples draw what they say: each ``--preset tiny ... --prompt "..."``
-command of the README and docs/tiny_world.md, sampled as written (seed 0, 2 NFE, the shipped
-student), is read back right by the attribute evaluator."""
+command of the README, docs/tiny_world.md and docs/inference.md, sampled as written (seed 0,
+2 NFE, the shipped student), is read back right by the attribute evaluator."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from arcflow.tinyworld.evaluator import AttributeEvaluator
 from arcflow.tinyworld.scoring import to_signed
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = ("README.md", "docs/tiny_world.md")
+DOCS = ("README.md", "docs/tiny_world.md", "docs/inference.md")
 SCRIPTS = {"inference_flux.py": "flux", "inference_qwen.py": "qwen_image"}
 COMMAND = re.compile(
     r"python (inference_\w+\.py) --preset tiny (?:--\S+ \S+ )*--prompt \"([^\"]+)\""

@@ -46,10 +46,10 @@ MADE_FIRST = {
 RUN_AS_WRITTEN = [
     'python inference_flux.py --preset tiny --prompt "a large red circle at the top left" '
     "--out outputs/",
-    'python inference_qwen.py --preset tiny --prompt "a blue star below a small yellow square" '
+    'python inference_qwen.py --preset tiny --prompt "a large red square on the left" '
     "--out outputs/",
     'python inference_flux.py --preset tiny --prompt "a red circle at the top left"',
-    'python inference_flux.py --preset tiny --quantize int8 --prompt "a red circle"',
+    'python inference_flux.py --preset tiny --quantize int8 --prompt "a blue square in the center"',
     "python tools/count_params.py configs/flux/arcflow_flux.py",
     "python tools/count_params.py configs/qwen/arcflow_qwen.py",
     "python tools/plot_trajectory.py --toy --out docs/images/trajectory_toy.png",
