@@ -123,6 +123,7 @@ def stack_from_pipeline(
     height: int | None = None,
     width: int | None = None,
     max_sequence_length: int | None = None,
+    guidance_scale: float | None = None,
 ) -> GenerationStack:
     """A stack from an ``ArcFluxPipeline`` / ``ArcQwenImagePipeline`` with its adapter loaded,
     sampling exactly as the pipeline's ``__call__`` does (Qwen-Image: the teacher's true CFG with
@@ -131,7 +132,10 @@ def stack_from_pipeline(
     (``"linear"``, ablation names) beside the pipeline's own, ``"arcflow"``."""
     student = pipe.student
     call = pipe.call_defaults(
-        height=height, width=width, max_sequence_length=max_sequence_length, guidance_scale=None
+        height=height,
+        width=width,
+        max_sequence_length=max_sequence_length,
+        guidance_scale=guidance_scale,
     )
     if call["guidance_scale"] is not None:
         for sampler in (student, *(students or {}).values()):
@@ -180,12 +184,7 @@ def load_stack(spec: Any, args: Any, students: dict[str, str]) -> GenerationStac
         name: load_arcflow_adapter(load_base_transformer(model, args.arch, dtype).to(device), path)
         for name, path in students.items()
     }
-    if call["guidance_scale"] is not None:
-        for student in (pipe.student, *loaded.values()):
-            student.guidance_scale = call["guidance_scale"]
-    stack = stack_from_pipeline(
-        pipe, loaded, call["height"], call["width"], call["max_sequence_length"]
-    )
+    stack = stack_from_pipeline(pipe, loaded, **call)
     stack.dtype = dtype
     stack.sources = {"model": model, "arcflow": adapter, **students}
     return stack

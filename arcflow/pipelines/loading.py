@@ -134,15 +134,17 @@ def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
     """Model and adapter after the preset; a missing tiny stack or local path is a LoadError."""
     model, adapter = args.model, args.adapter
     if args.preset is not None:
+        folders = []
         for given, kind, flag in ((model, "models", "--model"), (adapter, "adapters", "--adapter")):
-            default = spec.preset_folder(args.preset, kind)
-            if given is None and not Path(default).is_dir():
-                raise LoadError(
-                    f"the {args.preset} preset needs {default}, which does not exist. "
-                    f"{PRESETS[args.preset].missing_hint}, or pass {flag} with a local folder."
-                )
-        model = model or spec.preset_folder(args.preset, "models")
-        adapter = adapter or spec.preset_folder(args.preset, "adapters")
+            if given is None:
+                given = spec.preset_folder(args.preset, kind)
+                if not Path(given).is_dir():
+                    raise LoadError(
+                        f"the {args.preset} preset needs {given}, which does not exist. "
+                        f"{PRESETS[args.preset].missing_hint}, or pass {flag} with a local folder."
+                    )
+            folders.append(given)
+        model, adapter = folders
     for given, flag in ((model, "--model"), (adapter, "--adapter")):
         if given is not None:
             check_local_source(given, flag)
