@@ -8,6 +8,7 @@ see each other's images. The page's API endpoint ``/generate`` takes the same in
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,22 @@ def timing_text(result: Result) -> str:
     seeds = f"seed {request.seed}"
     if request.num_images > 1:
         seeds = f"seeds {request.seed} to {request.seed + request.num_images - 1}"
-    return f"{text} &nbsp;(one {images}, {seeds}, prompt encoding and decoding included)"
+    text += f" &nbsp;(one {images}, {seeds}, prompt encoding and decoding included)"
+    if result.diversity is not None and math.isnan(result.diversity[0]):
+        text += "<br>**Diversity**: the teacher drew one image for every seed, nothing to compare"
+    elif result.diversity is not None:
+        ratio, half = result.diversity
+        pairs = request.num_images * (request.num_images - 1) // 2
+        spread = (
+            "one pair: no interval"
+            if math.isnan(half)
+            else f"95 % interval {max(ratio - half, 0.0):.2f}-{ratio + half:.2f} over {pairs} pairs"
+        )
+        text += (
+            f"<br>**Diversity** of these {request.num_images} images: **{ratio:.2f}x** the "
+            f"teacher's ({spread}; 1.0: as varied as the teacher, 0: one image for every seed)"
+        )
+    return text
 
 
 def shown_images(result: Result) -> Captioned:

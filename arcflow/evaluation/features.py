@@ -20,6 +20,23 @@ class FeatureSpace(Protocol):
         ...
 
 
+class PixelFeatures:
+    """The image itself at ``size`` x ``size`` (area-averaged, values in [0, 1]) as a feature: no
+    model and no file, so it serves any base anywhere (the web demo's diversity). Coarse on
+    purpose: it compares layouts and colours, not the texture a detector would see."""
+
+    name = "pixels"
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        small = torch.nn.functional.interpolate(
+            images.float() / 255.0, size=(self.size, self.size), mode="area"
+        )
+        return small.flatten(1)
+
+
 class InceptionFeatures:
     """Standard FID features: the 2048-d pool features of the TorchScript Inception-v3
     (``inception-2015-12-05.pt`` of StyleGAN / clean-fid), which takes uint8 images of any size

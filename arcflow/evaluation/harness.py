@@ -17,7 +17,9 @@ batch so that its images are at hand):
   each count (the report gives each count's rate its 95 % Wilson interval); for one-object
   prompts that state a size, caption match per stated size and shape ("large star") (tiny world);
 - agreement from the same noise: pixel PSNR of the 8-bit images and latent MSE;
-- diversity: mean pairwise feature distance across the seeds of one prompt;
+- diversity: mean pairwise feature distance across the seeds of one prompt, averaged over the
+  prompts, and relative to the reference's (1.0: as varied as the teacher; 0: one image for every
+  seed) with the 95 % interval of that ratio (paired by prompt, delta method);
 - wall time of the sampling loop per image, NFE (transformer forwards) and speed-up.
 
 Given real images (the tiny world's rendered scenes of the prompts), two reference rows bound what
@@ -49,11 +51,12 @@ from tqdm.auto import tqdm
 
 from arcflow.evaluation.features import ClipScorer, FeatureSpace, to_signed, to_uint8
 from arcflow.evaluation.metrics import (
-    diversity,
+    diversity_per_prompt,
     frechet_distance,
     latent_mse,
     mean_interval,
     psnr,
+    ratio_interval,
 )
 from arcflow.flow.sampling import (
     Cond,
@@ -201,6 +204,9 @@ class SamplerResult:
     fid_vs_teacher: dict[str, float] = field(default_factory=dict)  # by feature space
     fid_vs_data: dict[str, float] = field(default_factory=dict)
     diversity: dict[str, float] = field(default_factory=dict)
+    # diversity / the reference's diversity, and the half-width of its 95 % interval, by space
+    diversity_vs_teacher: dict[str, float] = field(default_factory=dict)
+    diversity_vs_teacher_ci95: dict[str, float] = field(default_factory=dict)
     caption_match: float | None = None
     attribute_accuracy: dict[str, float] = field(default_factory=dict)
     # per object count: "match" and the attribute accuracies over that count's prompts
@@ -421,6 +427,7 @@ def evaluate(
         )
 
     results = []
+    per_prompt: dict[str, dict[str, torch.Tensor]] = {}  # sampler -> space -> (P,) diversity
     for spec in samplers:
         got = collected[spec.name]
         nfe = spec.steps * (stack.teacher_forwards if spec.kind == "teacher" else 1)
@@ -433,7 +440,9 @@ def evaluate(
             if name in real_features:
                 row.fid_vs_data[name] = _frechet(feats, real_features[name])
             if seeds >= 2:
-                row.diversity[name] = diversity(feats.view(len(prompts), seeds, -1))
+                values = diversity_per_prompt(feats.view(len(prompts), seeds, -1))
+                per_prompt.setdefault(spec.name, {})[name] = values
+                row.diversity[name] = values.mean().item()
         if got.psnr:
             values = torch.cat(got.psnr)
             row.psnr_vs_teacher_db, row.psnr_vs_teacher_ci95 = mean_interval(values)
@@ -453,6 +462,10 @@ def evaluate(
         ref_seconds = collected[reference.name].seconds
         for row in results:
             row.speedup = ref_seconds / max(collected[row.name].seconds, 1e-12)
+            for name, values in per_prompt.get(row.name, {}).items():
+                ratio, half = ratio_interval(values, per_prompt[reference.name][name])
+                row.diversity_vs_teacher[name] = ratio
+                row.diversity_vs_teacher_ci95[name] = half
 
     settings = dict(
         num_prompts=len(prompts),

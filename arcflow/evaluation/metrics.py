@@ -102,12 +102,13 @@ def latent_mse(latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return diff.flatten(1).square().mean(dim=1)
 
 
-def diversity(features: torch.Tensor) -> float:
-    """Mean pairwise Euclidean distance between the features of one prompt's seeds.
+def diversity_per_prompt(features: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise Euclidean distance between the features of each prompt's seeds: ``(P,)``
+    float64.
 
     Args:
         features: ``(S, D)`` for one prompt or ``(P, S, D)`` for P prompts, S >= 2 seeds each;
-            the mean runs over the ``S (S - 1) / 2`` pairs of each prompt, then over prompts.
+            each prompt's mean runs over its ``S (S - 1) / 2`` pairs.
     """
     if features.ndim == 2:
         features = features.unsqueeze(0)
@@ -118,7 +119,23 @@ def diversity(features: torch.Tensor) -> float:
     # Exact differences, not the |a|^2 + |b|^2 - 2ab expansion that loses close pairs to round-off.
     distances = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")  # (P, S, S)
     pairs = seeds * (seeds - 1)  # ordered pairs: each unordered pair counted twice
-    return float(distances.sum(dim=(1, 2)).div(pairs).mean())
+    return distances.sum(dim=(1, 2)).div(pairs)
+
+
+def diversity(features: torch.Tensor) -> float:
+    """:func:`diversity_per_prompt` averaged over the prompts."""
+    return float(diversity_per_prompt(features).mean())
+
+
+def pairwise_distances(features: torch.Tensor) -> torch.Tensor:
+    """The ``S (S - 1) / 2`` distances between the rows of ``(S, D)`` features, pair (i, j) with
+    i < j in row-major order: ``(S (S - 1) / 2,)`` float64. Two samplers' features of the same
+    seeds give paired distances (pair k of both is the same two seeds)."""
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"features must be (S >= 2, D), got {tuple(features.shape)}")
+    x = features.detach().to(torch.float64)
+    i, j = torch.triu_indices(len(x), len(x), offset=1)
+    return (x[i] - x[j]).norm(dim=1)
 
 
 # The two-sided 95 % quantile of the standard normal.
@@ -157,3 +174,34 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     half = z / scale * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
     # The bounds are exactly p at p = 0 and 1; the clamps keep round-off from stepping past it.
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
+
+
+def ratio_interval(
+    values: torch.Tensor, reference: torch.Tensor, z: float = Z_95
+) -> tuple[float, float]:
+    """The ratio of means ``R = mean(values) / mean(reference)`` of paired samples (value i and
+    reference i measured on the same prompt) and the half-width of its 95 % interval (at the
+    default z) by the delta method:
+
+        Var(R) ~= var(values - R * reference) / (n * mean(reference)^2)
+
+    which is the first-order error of a ratio estimator; the pairing cancels whatever the two share
+    (e.g. a prompt that is varied under every sampler). Relative diversity uses it with per-prompt
+    diversities: 1.0 is as varied as the reference, 0 one image for every seed. A zero reference
+    mean has no ratio (NaN); one pair has no spread to measure (half-width NaN).
+    """
+    a = values.detach().flatten().to(torch.float64)
+    b = reference.detach().flatten().to(torch.float64)
+    if a.numel() == 0 or a.shape != b.shape:
+        raise ValueError(
+            f"need as many values as reference values (at least one), got {a.numel()} and "
+            f"{b.numel()}"
+        )
+    mean_b = b.mean().item()
+    if mean_b == 0:
+        return math.nan, math.nan
+    ratio = a.mean().item() / mean_b
+    if a.numel() < 2:
+        return ratio, math.nan
+    residual = a - ratio * b
+    return ratio, z * residual.std(correction=1).item() / (math.sqrt(a.numel()) * abs(mean_b))

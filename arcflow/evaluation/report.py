@@ -48,11 +48,21 @@ def _psnr(row: SamplerResult) -> str:
     return text if half is None or half != half else f"{text} +- {half:.2f}"  # NaN: one image
 
 
+def _relative_diversity(row: SamplerResult, space: str | None) -> str:
+    """``0.93 +- 0.05``: diversity relative to the reference's and its 95 % interval."""
+    ratio = row.diversity_vs_teacher.get(space)
+    if ratio is None or ratio != ratio:
+        return "n/a"
+    half = row.diversity_vs_teacher_ci95.get(space, math.nan)
+    return f"{ratio:.2f}" if half != half else f"{ratio:.2f} +- {half:.2f}"
+
+
 def _sampler_table(result: EvaluationResult) -> list[str]:
     spaces = result.settings["feature_spaces"]
     space = spaces[0] if spaces else None
     header = ["sampler", "NFE", f"FID vs teacher ({space})", f"FID vs data ({space})"]
     header += ["caption match", "PSNR vs teacher (dB)", "latent MSE vs teacher", "diversity"]
+    header += ["diversity vs teacher"]
     header += ["s / image", "speed-up"]
     rows = []
     for row in result.samplers:
@@ -67,6 +77,7 @@ def _sampler_table(result: EvaluationResult) -> list[str]:
                 "ref" if ref else _psnr(row),
                 "ref" if ref else _fmt(row.latent_mse_vs_teacher),
                 _fmt(row.diversity.get(space)),
+                "ref" if ref else _relative_diversity(row, space),
                 _fmt(row.seconds_per_image, spec=".4f"),
                 "n/a" if row.speedup is None else f"{row.speedup:.1f}x",
             ]

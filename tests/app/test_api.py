@@ -13,6 +13,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from arcflow.app.demo import MAX_NFE, InputError, Request
+from arcflow.app.page import timing_text
 
 
 def client(served, folder: Path) -> Client:
@@ -136,3 +137,44 @@ def test_a_prompt_the_model_cannot_read_whole_is_said(served):
     result = served.demo.generate(Request(long_prompt, 0, 1))
     assert result.note is not None and "reads only the first 32" in result.note
     assert served.demo.generate(Request("a red circle at the top left", 0, 1)).note is None
+
+
+def test_several_images_compared_show_their_diversity(served, tmp_path, png):
+    """Three images of one prompt beside the teacher's: the page gives the student's diversity
+    over the teacher's, the value an independent numpy computation reads off the written
+    student | teacher PNGs (each half averaged over 2 x 2 blocks to 32 x 32, distances between
+    the 3 pairs of seeds, ratio of the means)."""
+    _, timing, files, _, _ = generate(
+        client(served, tmp_path), "a red circle", 3, num_images=3, compare=True, teacher_steps=8
+    )
+    halves = {"student": [], "teacher": []}
+    for path in sorted(f for f in files if "_vs_teacher" in f):
+        pixels = png(path)[0].astype(np.float64) / 255.0  # (64, 128, 3): student | teacher
+        for name, half in zip(halves, (pixels[:, :64], pixels[:, 64:])):
+            halves[name].append(half.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3)).ravel())
+    means = {}
+    for name, features in halves.items():
+        pairs = [(0, 1), (0, 2), (1, 2)]
+        means[name] = np.mean([np.linalg.norm(features[i] - features[j]) for i, j in pairs])
+    ratio = means["student"] / means["teacher"]
+    assert f"**Diversity** of these 3 images: **{ratio:.2f}x** the teacher's" in timing
+    assert "over 3 pairs" in timing
+
+
+def test_one_image_for_every_seed_reads_zero_diversity(served, monkeypatch):
+    """A student that ignores the seed (the collapse few-step models are accused of) reads 0."""
+    from arcflow.app import demo as demo_module
+
+    honest = demo_module.sample
+
+    def collapsed(pipe, prompt, seed, indices, call, teacher_steps=None):
+        images = honest(pipe, prompt, seed, indices, call, teacher_steps)
+        return images if teacher_steps else [images[0]] * len(images)
+
+    monkeypatch.setattr(demo_module, "sample", collapsed)
+    result = served.demo.generate(Request("a blue square in the center", 0, 2, num_images=4,
+                                          teacher_steps=4))  # fmt: skip
+    assert result.diversity == (0.0, 0.0)
+    assert "**0.00x** the teacher's (95 % interval 0.00-0.00 over 6 pairs" in timing_text(result)
+    # Without the teacher there is nothing to be relative to.
+    assert served.demo.generate(Request("a blue square", 0, 2, num_images=2)).diversity is None

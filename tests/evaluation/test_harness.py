@@ -14,7 +14,7 @@ from PIL import Image
 from arcflow.evaluation import harness
 from arcflow.evaluation.features import ClipScorer, InceptionFeatures, to_uint8
 from arcflow.evaluation.metrics import PSNR_CAP_DB, psnr, wilson_interval
-from arcflow.evaluation.report import write_report
+from arcflow.evaluation.report import markdown_table, write_report
 from arcflow.models.vae import LatentCodec, load_vae
 from arcflow.pipelines import loading
 from arcflow.tinyworld.evaluator import AttributeEvaluator
@@ -102,6 +102,12 @@ def test_every_sampler_is_measured(run):
             half = 1.959964 * per_image.std(ddof=1) / np.sqrt(8)
             assert row.psnr_vs_teacher_ci95 == pytest.approx(half, rel=1e-5)
             assert row.latent_mse_vs_teacher > 0 and row.fid_vs_teacher["evaluator"] >= 0
+        # Relative diversity: this sampler's over the teacher's, paired by prompt.
+        relative = row.diversity["evaluator"] / teacher.diversity["evaluator"]
+        assert row.diversity_vs_teacher["evaluator"] == pytest.approx(relative)
+        assert row.diversity_vs_teacher_ci95["evaluator"] >= 0
+    assert teacher.diversity_vs_teacher["evaluator"] == 1.0
+    assert teacher.diversity_vs_teacher_ci95["evaluator"] == pytest.approx(0.0, abs=1e-12)
     # fewer evaluations take less time (6 teacher steps vs 1 student step)
     assert rows["arcflow1"].speedup > 1
     assert set(result.references) == {"data", "vae"}
@@ -149,6 +155,44 @@ def test_reports(run, tmp_path):
     assert "(vae): the rendered scenes encoded (posterior mean) and decoded: " in table
     with Image.open(paths["grid"]) as grid:
         assert grid.size == (80 + 3 * 128, 5 * 128)
+
+
+def test_a_sampler_with_one_image_for_every_seed_reads_zero_diversity(
+    flux_pipe, tiny_world_stack, monkeypatch
+):
+    """The collapse users fear ("the same image whatever the seed"): a linear student whose every
+    seed of a prompt gives that prompt's seed-0 image reads 0 relative diversity, with no doubt
+    about it, while the untouched ArcFlow student reads clearly more than 0."""
+    pipe, linear = flux_pipe
+    stack = harness.stack_from_pipeline(pipe, {"linear": linear}, 64, 64, max_sequence_length=32)
+    honest = harness.sample_student
+
+    def collapsed(student, noise, cond, steps, **kwargs):
+        latents = honest(student, noise, cond, steps, **kwargs)
+        if student is not stack.students["linear"] or len(latents) % 2:  # 1: the warm-up
+            return latents
+        rest = latents.shape[1:]
+        first_seed = latents.reshape(-1, 2, *rest)[:, :1]  # 2 seeds per prompt
+        return first_seed.expand(-1, 2, *rest).reshape(latents.shape)
+
+    monkeypatch.setattr(harness, "sample_student", collapsed)
+    evaluator = AttributeEvaluator.from_pretrained(tiny_world_stack.evaluator)
+    prompts = [prompt for prompt, _ in heldout_prompts(4, seed=1)]
+    result = harness.evaluate(
+        stack,
+        harness.parse_samplers("teacher4,linear2,arcflow2"),
+        prompts,
+        seeds=2,
+        batch_prompts=2,
+        feature_spaces=[EvaluatorFeatures(evaluator)],
+    )
+    rows = {row.name: row for row in result.samplers}
+    assert rows["linear2"].diversity["evaluator"] == 0.0
+    assert rows["linear2"].diversity_vs_teacher["evaluator"] == 0.0
+    assert rows["linear2"].diversity_vs_teacher_ci95["evaluator"] == 0.0
+    assert rows["arcflow2"].diversity_vs_teacher["evaluator"] > 0.3
+    table = markdown_table(result)
+    assert "| 0.00 +- 0.00 |" in table  # the linear row's relative diversity
 
 
 class LinearAsTeacher:

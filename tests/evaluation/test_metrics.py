@@ -15,7 +15,9 @@ from arcflow.evaluation.metrics import (
     frechet_distance_from_stats,
     latent_mse,
     mean_interval,
+    pairwise_distances,
     psnr,
+    ratio_interval,
     wilson_interval,
 )
 
@@ -109,6 +111,40 @@ def test_diversity_is_the_mean_pairwise_distance():
     assert diversity(torch.stack([collapsed, one_prompt])) == pytest.approx(2.0)
     with pytest.raises(ValueError):
         diversity(torch.zeros(1, 2))
+
+
+def test_pairwise_distances_are_paired_by_seed_pair():
+    triangle = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    # Pairs (0, 1), (0, 2), (1, 2) in that order.
+    assert pairwise_distances(triangle).tolist() == pytest.approx([3.0, 4.0, 5.0])
+    assert pairwise_distances(triangle).mean() == pytest.approx(diversity(triangle))
+    with pytest.raises(ValueError, match="S >= 2"):
+        pairwise_distances(torch.zeros(1, 3))
+
+
+def test_ratio_interval_matches_a_bootstrap_of_the_prompts():
+    """The delta-method interval of a ratio of paired means against an independent estimate: the
+    spread of the ratio over 20000 resamples of the prompts (with replacement)."""
+    gen = torch.Generator().manual_seed(3)
+    teacher = 2.0 + torch.rand(300, generator=gen, dtype=torch.float64)  # per-prompt diversity
+    student = 0.8 * teacher + 0.3 * torch.randn(300, generator=gen, dtype=torch.float64)
+    ratio, half = ratio_interval(student, teacher)
+    assert ratio == pytest.approx(student.mean().item() / teacher.mean().item(), rel=1e-12)
+    picks = torch.randint(0, 300, (20000, 300), generator=gen)
+    resampled = student[picks].mean(1) / teacher[picks].mean(1)
+    assert half == pytest.approx(1.959963984540054 * resampled.std().item(), rel=0.05)
+    # A student exactly proportional to the teacher has no doubt about its ratio.
+    assert ratio_interval(0.5 * teacher, teacher) == pytest.approx((0.5, 0.0), abs=1e-12)
+
+
+def test_ratio_interval_edge_cases():
+    one_image_for_all_seeds = torch.zeros(5, dtype=torch.float64)
+    assert ratio_interval(one_image_for_all_seeds, torch.ones(5)) == (0.0, 0.0)
+    assert math.isnan(ratio_interval(torch.ones(3), torch.zeros(3))[0])  # collapsed reference
+    ratio, half = ratio_interval(torch.tensor([2.0]), torch.tensor([4.0]))
+    assert ratio == 0.5 and math.isnan(half)
+    with pytest.raises(ValueError, match="as many values"):
+        ratio_interval(torch.ones(3), torch.ones(4))
 
 
 @pytest.mark.parametrize("successes,trials", [(169, 200), (0, 12), (12, 12), (861, 1000), (1, 3)])
