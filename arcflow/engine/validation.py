@@ -90,12 +90,9 @@ class ValidationSamplesHook(Hook):
         if source is None:
             return None
         if self._codec is None:
-            from diffusers import AutoencoderKL, AutoencoderKLQwenImage
-
             from arcflow.models.vae import LatentCodec
 
-            arch = model.student.arch.name
-            cls = AutoencoderKLQwenImage if arch == "qwen_image" else AutoencoderKL
+            cls = model.student.arch.vae_cls
             vae = cls.from_pretrained(source, subfolder="vae").to(model.student.transformer.device)
             self._codec = LatentCodec(vae.eval())
         return self._codec

@@ -244,7 +244,7 @@ def bench_step(
     device, arch = noise.device, student.arch.name
     sigma = torch.ones(noise.shape[0], device=device)
     # One forward of the base: FLUX embeds its guidance; Qwen-Image's CFG would double it.
-    single = 1.0 if arch == "qwen_image" else None
+    single = 1.0 if student.arch.true_cfg else None
     policy = student.student_policy(noise, sigma, cond)
     head = student.head
     tokens = noise.shape[-2] * noise.shape[-1] // head.patch_size**2

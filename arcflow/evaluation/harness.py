@@ -146,10 +146,10 @@ def stack_from_pipeline(
                 sampler.guidance_scale = call["guidance_scale"]
     max_sequence_length = call["max_sequence_length"]
     _, _, latent_h, latent_w = pipe.latent_size(call["height"], call["width"])
-    true_cfg = pipe.arch == "qwen_image" and student.guidance_scale not in (None, 1.0)
+    true_cfg = student.arch.true_cfg and student.guidance_scale not in (None, 1.0)
 
     def encode(prompts: list[str]) -> Cond:
-        if pipe.arch == "qwen_image":
+        if student.arch.true_cfg:
             return pipe.encode_cond(prompts, 1, max_sequence_length, "" if true_cfg else None)
         return pipe.encode_cond(prompts, 1, max_sequence_length)
 

@@ -141,13 +141,12 @@ def random_cond(
 ) -> Cond:
     """Random prompt embeddings shaped as the pipelines give them (see ``arcflow.models.arch``).
 
-    ``text_lengths`` = (prompt tokens, negative-prompt tokens); the latter only for Qwen-Image,
-    whose teacher runs true CFG.
+    ``text_lengths`` = (prompt tokens, negative-prompt tokens); the latter only for a base whose
+    teacher runs true CFG (Qwen-Image).
     """
     config = student.transformer.config
     dtype = student.arch.input_dtype(student.transformer)
     gen = torch.Generator().manual_seed(seed)
-    length, negative_length = text_lengths
 
     def embeds(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
@@ -155,20 +154,10 @@ def random_cond(
     def mask(tokens: int) -> torch.Tensor:
         return torch.ones(batch, tokens, dtype=torch.long, device=device)
 
-    if student.arch.name == "flux":
-        return {
-            "prompt_embeds": embeds(batch, length, config.joint_attention_dim),
-            "pooled_prompt_embeds": embeds(batch, config.pooled_projection_dim),
-        }
-    return {
-        "prompt_embeds": embeds(batch, length, config.joint_attention_dim),
-        "prompt_embeds_mask": mask(length),
-        "negative_prompt_embeds": embeds(batch, negative_length, config.joint_attention_dim),
-        "negative_prompt_embeds_mask": mask(negative_length),
-    }
+    return student.arch.random_cond(config, batch, text_lengths, embeds, mask)
 
 
 def teacher_forwards_per_step(student: ArcFlowStudent) -> int:
     """2 for a true-CFG teacher (Qwen-Image), 1 for an embedded-guidance one (FLUX)."""
-    guided = student.arch.name == "qwen_image" and student.guidance_scale not in (None, 1.0)
+    guided = student.arch.true_cfg and student.guidance_scale not in (None, 1.0)
     return 2 if guided else 1

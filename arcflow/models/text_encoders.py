@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import torch
-from diffusers import FluxPipeline, QwenImagePipeline
 from torch import nn
 
 from arcflow.errors import SourceError
 from arcflow.models.arch import get_arch
 from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH
-
-_PIPELINES = {"flux": FluxPipeline, "qwen_image": QwenImagePipeline}
 
 
 class PromptEncoder(nn.Module):
@@ -42,10 +39,11 @@ class PromptEncoder(nn.Module):
         offload: bool = False,
     ) -> None:
         super().__init__()
-        self.arch = get_arch(arch).name
+        self.adapter = get_arch(arch)
+        self.arch = self.adapter.name
         dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
         try:
-            pipe = _PIPELINES[self.arch].from_pretrained(
+            pipe = self.adapter.text_pipeline_cls.from_pretrained(
                 pretrained, transformer=None, vae=None, torch_dtype=dtype
             )
         except OSError as error:
@@ -100,23 +98,6 @@ class PromptEncoder(nn.Module):
                 encoder.to("cpu")
 
     def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        if self.arch == "flux":
-            embeds, pooled, _ = self.pipe.encode_prompt(
-                prompts, prompts, device=self.device, max_sequence_length=self.max_sequence_length
-            )
-            return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-        embeds, mask = self.pipe.encode_prompt(
-            prompts + [self.negative_prompt] * len(prompts),
-            device=self.device,
-            max_sequence_length=self.max_sequence_length,
+        return self.adapter.encode_prompts(
+            self.pipe, prompts, self.device, self.max_sequence_length, self.negative_prompt
         )
-        if mask is None:  # the pipeline drops a mask that is all ones
-            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        positive, negative = embeds.chunk(2)
-        positive_mask, negative_mask = mask.chunk(2)
-        return {
-            "prompt_embeds": positive,
-            "prompt_embeds_mask": positive_mask,
-            "negative_prompt_embeds": negative,
-            "negative_prompt_embeds_mask": negative_mask,
-        }

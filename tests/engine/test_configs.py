@@ -42,6 +42,7 @@ def test_config_loads_with_known_keys(config, tmp_path):
     [
         ("configs/flux/arcflow_flux.py", "flux", 0.65, 11.9),
         ("configs/qwen/arcflow_qwen.py", "qwen_image", 0.96, 20.4),
+        ("configs/qwen/arcflow_qwen_2512.py", "qwen_image", 0.96, 20.4),
     ],
 )
 def test_released_configs_build_on_meta(config, arch, trainable_b, base_b, tmp_path):
@@ -110,3 +111,18 @@ def test_tiny_cosine_ends_at_the_runs_own_max_iters(tmp_path):
     # eta_min + (lr - eta_min) (1 + cos(pi 19 / 20)) / 2.
     expected = 0.005 + 0.095 * (1 + math.cos(math.pi * 19 / 20)) / 2
     assert runner.optim_wrapper.get_lr()["lr"][0] == pytest.approx(expected)
+
+
+def test_qwen_image_2512_reads_its_own_weights_everywhere(tmp_path):
+    """The 2512 config changes only where the weights come from: transformer and text encoders
+    both from the 2512 repository, the rest the released Qwen-Image recipe."""
+    cfg = prepare_config(str(ROOT / "configs/qwen/arcflow_qwen_2512.py"), work_dir=str(tmp_path))
+    released = prepare_config(str(ROOT / "configs/qwen/arcflow_qwen.py"), work_dir=str(tmp_path))
+    assert cfg.model.student.transformer.from_pretrained == "Qwen/Qwen-Image-2512"
+    assert cfg.model.prompt_encoder.pretrained == "Qwen/Qwen-Image-2512"
+    for key in ("student", "prompt_encoder"):
+        ours, theirs = dict(cfg.model[key]), dict(released.model[key])
+        ours.pop("transformer", None), theirs.pop("transformer", None)
+        ours.pop("pretrained", None), theirs.pop("pretrained", None)
+        assert ours == theirs
+    assert cfg.optim_wrapper == released.optim_wrapper and cfg.train_cfg == released.train_cfg
