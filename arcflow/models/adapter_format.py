@@ -40,6 +40,7 @@ from arcflow.models.arch import arch_for_published_class
 from arcflow.models.packing import PACK
 from arcflow.models.state_match import listing, match_state
 from arcflow.models.student import LORA_ADAPTER_NAME, ArcFlowStudent
+from arcflow.models.teacher_source import read_teacher_record, write_teacher_record
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -108,6 +109,7 @@ def save_arcflow_adapter(student: ArcFlowStudent, out_dir: str | Path) -> Path:
     (out_dir / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_file(tensors, out_dir / WEIGHTS_NAME, metadata=POLICY_METADATA)
     give_default_permissions(out_dir / WEIGHTS_NAME)
+    write_teacher_record(student.teacher_source, out_dir)
     return out_dir
 
 
@@ -251,4 +253,5 @@ def load_arcflow_adapter(
     with torch.no_grad():
         for key, param in params.items():
             param.copy_(tensors[key])
+    student.teacher_source = read_teacher_record(config_path.parent)
     return student.eval()

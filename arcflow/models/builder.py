@@ -17,6 +17,9 @@ On the meta device the architecture comes from ``from_config`` (without it, from
 ``from_pretrained``'s config.json) and no weight is loaded (parameter counts, shape checks,
 exports). Elsewhere ``from_pretrained`` loads the weights (checked against
 ``from_config`` when both are given); without it the base is randomly initialised (tiny models).
+``merge_loras=[dict(path="style.safetensors", weight=0.8)]`` merges LoRAs into the loaded base
+before anything else: the teacher is then the model ``--lora`` samples, and the student is
+distilled from it (:mod:`arcflow.models.teacher_source`; the exported adapter records it).
 ``deepen=2`` grows the loaded base to twice the depth in its default growable stack without
 changing its output, ``deepen=dict(transformer_blocks=2)`` a named stack
 (``arcflow.models.growth``). A ``from_config`` dict then describes the grown model; a name
@@ -27,16 +30,18 @@ A misspelt key is a TypeError.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
 from diffusers import ModelMixin
 
+from arcflow.models import teacher_source
 from arcflow.models.arch import get_arch
 from arcflow.models.growth import Growth, deepen_transformer, deepened_config, growth_factors
 from arcflow.models.loading import build_transformer, load_base_transformer, named_config
 from arcflow.models.student import ArcFlowStudent
+from arcflow.models.teacher_source import lora_entries, teacher_record
 
 
 class ParamCounts(NamedTuple):
@@ -77,8 +82,15 @@ def build_base_from_cfg(
     subfolder: str | None = "transformer",
     torch_dtype: torch.dtype | str | None = None,
     deepen: Growth = 1,
+    merge_loras: Sequence[Mapping[str, Any]] = (),
 ) -> ModelMixin:
     """The base transformer of a ``transformer=dict(...)`` config entry (see the module doc)."""
+    loras = lora_entries(merge_loras)
+    if loras and from_pretrained is None:
+        raise ValueError(
+            "transformer.merge_loras merges LoRAs into trained weights: it needs "
+            "transformer.from_pretrained"
+        )
     grows = any(factor != 1 for factor in growth_factors(arch, deepen).values())
     if grows and from_pretrained is None:
         raise ValueError(
@@ -100,6 +112,7 @@ def build_base_from_cfg(
             )
         return build_transformer(arch, from_config, device=device, torch_dtype=torch_dtype)
     transformer = load_base_transformer(from_pretrained, arch, torch_dtype, subfolder)
+    teacher_source.merge_loras(transformer, get_arch(arch).text_pipeline_cls, loras)
     if grows:
         transformer = deepen_transformer(transformer, arch, deepen)
     if from_config is not None:
@@ -130,8 +143,14 @@ def build_student_from_cfg(
     if missing:
         raise KeyError(f"student config lacks {missing}")
     arch = kwargs.pop("arch")
-    transformer = build_base_from_cfg(arch, device, **dict(kwargs.pop("transformer")))
-    return ArcFlowStudent(transformer, arch, **kwargs)
+    transformer_cfg = dict(kwargs.pop("transformer"))
+    transformer = build_base_from_cfg(arch, device, **transformer_cfg)
+    student = ArcFlowStudent(transformer, arch, **kwargs)
+    if transformer_cfg.get("from_pretrained") is not None:
+        student.teacher_source = teacher_record(
+            transformer_cfg["from_pretrained"], transformer_cfg.get("merge_loras", ())
+        )
+    return student
 
 
 def count_parameters(student: ArcFlowStudent) -> ParamCounts:

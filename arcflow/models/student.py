@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from diffusers import ModelMixin
@@ -82,6 +82,10 @@ class ArcFlowStudent(nn.Module):
             keys contain it); the pipelines name it ``"arcflow"`` so that other LoRAs can be
             loaded and weighted beside it.
     """
+
+    # The teacher it is distilled from (:mod:`arcflow.models.teacher_source`): set by the config
+    # builder and by adapter loading, written beside an exported adapter; None when unknown.
+    teacher_source: dict[str, Any] | None = None
 
     def __init__(
         self,

@@ -462,6 +462,7 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
 
     from arcflow.models.quantization import check_scheme
     from arcflow.models.student import resolve_dtype
+    from arcflow.models.teacher_source import mismatch_note
 
     device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -479,6 +480,9 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         spec, model, adapter, resolve_dtype(dtype), device, args.offload, args.quantize, args.gguf
     )
     load_loras(pipe, args.lora)
+    note = mismatch_note(pipe.student.teacher_source, model, args.lora)
+    if note:
+        print(note, file=sys.stderr)
     pipe.set_progress_bar_config(disable=True)
     if args.merge_lora:
         pipe.merge_arcflow_lora()
