@@ -48,13 +48,19 @@ class TinyWorld:
         return ArcFlowStudent(self.base(arch, dtype=dtype), arch, **{**STUDENT_KWARGS, **kwargs})
 
     def cond(self, arch: str, batch: int = 2, seed: int = 1, negative_len: int = 5) -> dict:
+        """Random conditioning of ``arch``; FLUX.1 Kontext's holds a source image latent of
+        another size (4 x 10) than :meth:`latents`' (8 x 6)."""
         gen = torch.Generator().manual_seed(seed)
-        dim = self.configs[arch]["joint_attention_dim"]
-        if arch == "flux":
-            return {
+        dim = self.configs["flux" if arch == "flux_kontext" else arch]["joint_attention_dim"]
+        if arch in ("flux", "flux_kontext"):
+            cond = {
                 "prompt_embeds": torch.randn(batch, 5, dim, generator=gen),
                 "pooled_prompt_embeds": torch.randn(batch, 32, generator=gen),
             }
+            if arch == "flux_kontext":
+                source = torch.randn(batch, LATENT_CHANNELS, 4, 10, generator=gen)
+                cond["image_latents"] = source
+            return cond
         mask = torch.ones(batch, 5, dtype=torch.long)
         mask[0, -2:] = 0  # a padded prompt
         return {

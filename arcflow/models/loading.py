@@ -101,7 +101,7 @@ def named_config(arch: str | ArchAdapter, name: str) -> dict[str, Any]:
             "(tiny, toy, benchmark) exist once arcflow.tinyworld.architectures is imported: a "
             'config says custom_imports = dict(imports=["arcflow.tinyworld.architectures"])'
         )
-    return dict(sizes(adapter.name))
+    return dict(sizes(adapter.family or adapter.name))
 
 
 def build_transformer(

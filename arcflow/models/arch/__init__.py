@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from arcflow.models.arch.base import ArchAdapter, Cond, is_float8
 from arcflow.models.arch.flux import FluxAdapter
+from arcflow.models.arch.flux_kontext import FluxKontextAdapter
 from arcflow.models.arch.qwen_image import QwenImageAdapter
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ArchAdapter",
     "Cond",
     "FluxAdapter",
+    "FluxKontextAdapter",
     "QwenImageAdapter",
     "arch_for_published_class",
     "get_arch",
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 ARCHS: dict[str, ArchAdapter] = {
-    adapter.name: adapter for adapter in (FluxAdapter(), QwenImageAdapter())
+    adapter.name: adapter for adapter in (FluxAdapter(), QwenImageAdapter(), FluxKontextAdapter())
 }
 
 

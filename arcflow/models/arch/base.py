@@ -38,6 +38,9 @@ class ArchAdapter(ABC):
     """What one base architecture needs around its unchanged diffusers forward."""
 
     name: ClassVar[str]
+    # The base whose transformer sizes this one shares (an edit model of the same class): the
+    # named sizes of arcflow.registry.ARCHITECTURES are looked up under it.
+    family: ClassVar[str | None] = None
     transformer_cls: ClassVar[type[ModelMixin]]
     published_class_name: ClassVar[str]
     input_embedder: ClassVar[str]  # the first Linear of the network, never a LoRA target

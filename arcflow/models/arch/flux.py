@@ -18,7 +18,7 @@ from arcflow.models.arch.base import (
     as_velocity,
     require,
 )
-from arcflow.models.packing import flux_image_ids, pack_latents
+from arcflow.models.packing import PACK, flux_image_ids, pack_latents
 from arcflow.released import RELEASED_GUIDANCE
 
 
@@ -118,16 +118,23 @@ class FluxAdapter(ArchAdapter):
             )
         else:
             guidance = None
-        return transformer(
-            hidden_states=pack_latents(x.to(dtype)),
+        tokens, img_ids = self._image_inputs(x.to(dtype), cond)
+        out = transformer(
+            hidden_states=tokens,
             encoder_hidden_states=prompt.to(dtype),
             pooled_projections=pooled.to(dtype),
             timestep=sigma,
-            img_ids=flux_image_ids(height, width, x.device),
+            img_ids=img_ids,
             txt_ids=torch.zeros(prompt.shape[1], 3, device=x.device),
             guidance=guidance,
             return_dict=False,
         )[0]
+        # The noisy latent's tokens come first; any condition tokens after them pass through.
+        return out[:, : (height // PACK) * (width // PACK)]
+
+    def _image_inputs(self, x: torch.Tensor, cond: Cond) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image tokens of one forward and their position ids: the noisy latent's alone."""
+        return pack_latents(x), flux_image_ids(*x.shape[-2:], x.device)
 
     def student_tokens(self, transformer, x, sigma, cond, guidance_scale):
         return self._forward(transformer, x, sigma, cond, guidance_scale)
