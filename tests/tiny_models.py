@@ -12,6 +12,7 @@ under ``--import-mode=importlib`` they cannot import each other).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -48,10 +49,11 @@ class TinyWorld:
         return ArcFlowStudent(self.base(arch, dtype=dtype), arch, **{**STUDENT_KWARGS, **kwargs})
 
     def cond(self, arch: str, batch: int = 2, seed: int = 1, negative_len: int = 5) -> dict:
-        """Random conditioning of ``arch``; FLUX.1 Kontext's holds a source image latent of
-        another size (4 x 10) than :meth:`latents`' (8 x 6)."""
+        """Random conditioning of ``arch``; the edit models' (FLUX.1 Kontext, Qwen-Image-Edit)
+        holds a source image latent of another size (4 x 10) than :meth:`latents`' (8 x 6)."""
         gen = torch.Generator().manual_seed(seed)
-        dim = self.configs["flux" if arch == "flux_kontext" else arch]["joint_attention_dim"]
+        family = {"flux_kontext": "flux", "qwen_image_edit": "qwen_image"}.get(arch, arch)
+        dim = self.configs[family]["joint_attention_dim"]
         if arch in ("flux", "flux_kontext"):
             cond = {
                 "prompt_embeds": torch.randn(batch, 5, dim, generator=gen),
@@ -63,16 +65,43 @@ class TinyWorld:
             return cond
         mask = torch.ones(batch, 5, dtype=torch.long)
         mask[0, -2:] = 0  # a padded prompt
-        return {
+        cond = {
             "prompt_embeds": torch.randn(batch, 5, dim, generator=gen),
             "prompt_embeds_mask": mask,
             "negative_prompt_embeds": torch.randn(batch, negative_len, dim, generator=gen),
             "negative_prompt_embeds_mask": torch.ones(batch, negative_len, dtype=torch.long),
         }
+        if arch == "qwen_image_edit":
+            cond["image_latents"] = torch.randn(batch, LATENT_CHANNELS, 4, 10, generator=gen)
+        return cond
 
     def latents(self, batch: int = 2, height: int = 8, width: int = 6, seed: int = 2):
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(batch, LATENT_CHANNELS, height, width, generator=gen)
+
+    def edit_round_trip(self, arch: str, folder: Path) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """An edit student moved off its initialisation (to fp16-representable weights, so the
+        round trip is exact), saved, loaded on a fresh base: its adapter class name and 2-NFE
+        samples of the saved and the loaded student from the same noise and source image."""
+        from arcflow.flow.sampling import sample_student
+        from arcflow.models.adapter_format import load_arcflow_adapter, save_arcflow_adapter
+
+        student = self.student(arch).eval()
+        self.randomize(student)
+        with torch.no_grad():
+            for _, param in student.trainable_named_parameters():
+                param.copy_(param.half())
+        save_arcflow_adapter(student, folder)
+        class_name = json.loads((folder / "config.json").read_text())["_class_name"]
+        loaded = load_arcflow_adapter(self.base(arch), folder)
+        assert loaded.arch is student.arch
+        noise, cond = self.latents(), self.cond(arch)
+        with torch.no_grad():
+            return (
+                class_name,
+                sample_student(student, noise, cond, 2),
+                sample_student(loaded, noise, cond, 2),
+            )
 
     @torch.no_grad()
     def randomize(self, student: ArcFlowStudent, seed: int = 3, scale: float = 0.1) -> None:

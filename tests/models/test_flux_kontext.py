@@ -5,15 +5,11 @@ teacher's velocity, the source image is read, and the adapter round trip is exac
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
 from diffusers import FluxKontextPipeline
 
-from arcflow.flow.sampling import sample_student
-from arcflow.models.adapter_format import load_arcflow_adapter, save_arcflow_adapter
-from arcflow.models.arch import get_arch
 from arcflow.models.student import ArcFlowStudent
 
 SIGMA = torch.tensor([0.8, 0.8])
@@ -82,22 +78,9 @@ def test_student_velocity_at_sigma_src_equals_teacher_at_init(tiny):
 
 
 def test_two_nfe_edit_sample_and_adapter_round_trip(tiny, tmp_path):
-    student = tiny.student(ARCH).eval()
-    tiny.randomize(student)
-    with torch.no_grad():  # fp16-representable weights make the round trip exact
-        for _, param in student.trainable_named_parameters():
-            param.copy_(param.half())
-    save_arcflow_adapter(student, tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["_class_name"] == "ArcFluxKontextTransformer2DModel"
-    loaded = load_arcflow_adapter(tiny.base(ARCH), tmp_path)
-    assert loaded.arch is get_arch(ARCH)
-    noise, cond = tiny.latents(), tiny.cond(ARCH)
-    with torch.no_grad():
-        ours = sample_student(student, noise, cond, 2)
-        again = sample_student(loaded, noise, cond, 2)
-    assert ours.shape == noise.shape and torch.isfinite(ours).all()
-    assert torch.equal(ours, again)
+    class_name, ours, again = tiny.edit_round_trip(ARCH, tmp_path)
+    assert class_name == "ArcFluxKontextTransformer2DModel"
+    assert torch.isfinite(ours).all() and torch.equal(ours, again)
 
 
 def test_missing_source_image_is_named(tiny):

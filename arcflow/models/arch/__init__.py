@@ -8,6 +8,7 @@ from arcflow.models.arch.base import ArchAdapter, Cond, is_float8
 from arcflow.models.arch.flux import FluxAdapter
 from arcflow.models.arch.flux_kontext import FluxKontextAdapter
 from arcflow.models.arch.qwen_image import QwenImageAdapter
+from arcflow.models.arch.qwen_image_edit import QwenImageEditAdapter
 
 __all__ = [
     "ARCHS",
@@ -16,13 +17,20 @@ __all__ = [
     "FluxAdapter",
     "FluxKontextAdapter",
     "QwenImageAdapter",
+    "QwenImageEditAdapter",
     "arch_for_published_class",
     "get_arch",
     "is_float8",
 ]
 
 ARCHS: dict[str, ArchAdapter] = {
-    adapter.name: adapter for adapter in (FluxAdapter(), QwenImageAdapter(), FluxKontextAdapter())
+    adapter.name: adapter
+    for adapter in (
+        FluxAdapter(),
+        QwenImageAdapter(),
+        FluxKontextAdapter(),
+        QwenImageEditAdapter(),
+    )
 }
 
 

@@ -20,7 +20,7 @@ from diffusers import (
 )
 from torch import nn
 
-from arcflow.models.arch.base import DUAL_STREAM_ATTENTION, ArchAdapter, as_velocity, require
+from arcflow.models.arch.base import DUAL_STREAM_ATTENTION, ArchAdapter, Cond, as_velocity, require
 from arcflow.models.packing import PACK, pack_latents
 from arcflow.released import RELEASED_GUIDANCE
 
@@ -86,7 +86,7 @@ class QwenImageAdapter(ArchAdapter):
             )
 
     def default_guidance_scale(self, transformer: ModelMixin) -> float | None:
-        return RELEASED_GUIDANCE[self.name]
+        return RELEASED_GUIDANCE[self.family or self.name]
 
     def prompt_token_counts(self, pipe: Any, prompts: list[str]) -> list[int]:
         # The templated prompt, less the template's prefix that the pipeline drops.
@@ -125,6 +125,11 @@ class QwenImageAdapter(ArchAdapter):
             "negative_prompt_embeds_mask": mask(negative_length),
         }
 
+    def _source(self, cond: Cond) -> torch.Tensor | None:
+        """The latent of a condition image whose tokens join the sequence (an edit model's
+        source image), or None: Qwen-Image has none."""
+        return None
+
     def _forward(
         self,
         transformer: ModelMixin,
@@ -132,30 +137,45 @@ class QwenImageAdapter(ArchAdapter):
         sigma: torch.Tensor,
         prompt: torch.Tensor,
         mask: torch.Tensor | None,
+        source: torch.Tensor | None = None,
     ) -> torch.Tensor:
         dtype = self.input_dtype(transformer)
         batch, _, height, width = x.shape
-        # The pipeline's RoPE layout: one image of (frames=1, H/2, W/2) patches per sample.
-        img_shapes = [[(1, height // PACK, width // PACK)]] * batch
-        return transformer(
-            hidden_states=pack_latents(x.to(dtype)),
+        # The pipeline's RoPE layout: one image of (frames=1, H/2, W/2) patches per sample, then
+        # the condition image's patches.
+        shapes = [(1, height // PACK, width // PACK)]
+        tokens = pack_latents(x.to(dtype))
+        if source is not None:
+            shapes.append((1, source.shape[-2] // PACK, source.shape[-1] // PACK))
+            tokens = torch.cat([tokens, pack_latents(source.to(dtype))], dim=1)
+        out = transformer(
+            hidden_states=tokens,
             encoder_hidden_states=prompt.to(dtype),
             encoder_hidden_states_mask=mask,
             timestep=sigma,
-            img_shapes=img_shapes,
+            img_shapes=[shapes] * batch,
             return_dict=False,
         )[0]
+        # The noisy latent's tokens first; the condition image's outputs pass through.
+        return out[:, : (height // PACK) * (width // PACK)]
+
+    def _guide(self, positive: torch.Tensor, negative: torch.Tensor, scale: float) -> torch.Tensor:
+        """True CFG of float32 velocity tokens ``(B, N, F)``: ``u_neg + s (u_pos - u_neg)``."""
+        return negative + scale * (positive - negative)
 
     def student_tokens(self, transformer, x, sigma, cond, guidance_scale):
         prompt = require(cond, "prompt_embeds", "Qwen-Image", "(B, L, joint_attention_dim)")
-        return self._forward(transformer, x, sigma, prompt, cond.get("prompt_embeds_mask"))
+        mask = cond.get("prompt_embeds_mask")
+        return self._forward(transformer, x, sigma, prompt, mask, self._source(cond))
 
     def teacher_velocity(self, transformer, x, sigma, cond, guidance_scale):
         prompt = require(cond, "prompt_embeds", "Qwen-Image", "(B, L, joint_attention_dim)")
         mask = cond.get("prompt_embeds_mask")
+        source = self._source(cond)
         height, width = x.shape[-2:]
         if guidance_scale is None or guidance_scale == 1.0:
-            return as_velocity(self._forward(transformer, x, sigma, prompt, mask), height, width)
+            tokens = self._forward(transformer, x, sigma, prompt, mask, source)
+            return as_velocity(tokens, height, width)
         if cond.get("negative_prompt_embeds") is None:
             raise ValueError(
                 f"the Qwen-Image teacher uses true CFG (guidance_scale={guidance_scale}): cond "
@@ -186,11 +206,10 @@ class QwenImageAdapter(ArchAdapter):
                 sigma.repeat(2),
                 torch.cat([prompt, negative]),
                 mask,
+                None if source is None else source.repeat(2, 1, 1, 1),
             )
-            u_pos, u_neg = as_velocity(tokens, height, width).chunk(2)
+            u_pos, u_neg = tokens.float().chunk(2)
         else:
-            u_pos = as_velocity(self._forward(transformer, x, sigma, prompt, mask), height, width)
-            u_neg = as_velocity(
-                self._forward(transformer, x, sigma, negative, negative_mask), height, width
-            )
-        return u_neg + guidance_scale * (u_pos - u_neg)
+            u_pos = self._forward(transformer, x, sigma, prompt, mask, source).float()
+            u_neg = self._forward(transformer, x, sigma, negative, negative_mask, source).float()
+        return as_velocity(self._guide(u_pos, u_neg, guidance_scale), height, width)
