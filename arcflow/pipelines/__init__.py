@@ -12,6 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "ArcFluxPipeline": "flux",
+    "ArcFluxKontextPipeline": "flux_kontext",
     "ArcQwenImagePipeline": "qwen_image",
 }
 

@@ -74,7 +74,11 @@ class FluxAdapter(ArchAdapter):
     )
 
     def default_guidance_scale(self, transformer: ModelMixin) -> float | None:
-        return RELEASED_GUIDANCE[self.family or self.name] if transformer.config.guidance_embeds else None
+        return (
+            RELEASED_GUIDANCE[self.family or self.name]
+            if transformer.config.guidance_embeds
+            else None
+        )
 
     def prompt_token_counts(self, pipe: Any, prompts: list[str]) -> list[int]:
         # T5's ids, end-of-sequence token included (the CLIP prompt is always cut at 77).
