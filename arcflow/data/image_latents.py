@@ -1,5 +1,6 @@
 """Captioned images encoded once by a model's VAE: the latents the distiller's data variant
-(``ArcFlowDistiller(mode="data")``) starts its segments from."""
+(``ArcFlowDistiller(mode="data")``) starts its segments from, and the images an editing model's
+distillation edits (:class:`EditImageDataset`)."""
 
 from __future__ import annotations
 
@@ -97,9 +98,12 @@ class ImageLatentDataset(Dataset):
     def _records(path: Path) -> list[tuple[Path, str]]:
         pairs = []
         for number, row in enumerate(table_rows(path), 1):
-            image, prompt = row.get("image"), str(row.get("prompt") or "").strip()
+            image = row.get("image")
+            prompt = str(row.get("prompt") or row.get("instruction") or "").strip()
             if not image or not prompt:
-                raise ValueError(f"{path}:{number}: a record needs an 'image' and a 'prompt'")
+                raise ValueError(
+                    f"{path}:{number}: a record needs an 'image' and a 'prompt' (or 'instruction')"
+                )
             image_path = Path(image) if Path(image).is_absolute() else path.parent / image
             if not image_path.is_file():
                 raise FileNotFoundError(f"{path}:{number}: image {image_path} does not exist")
@@ -128,8 +132,22 @@ class ImageLatentDataset(Dataset):
             self.path, save({"latents": torch.cat(latents)}, metadata={"prompts": prompts})
         )
 
+    # The item key of the latents: where the distiller starts its segments from.
+    latent_key = "latents"
+
     def __len__(self) -> int:
         return len(self.prompts)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        return {"latents": self.latents[index].float(), "prompt": self.prompts[index]}
+        return {self.latent_key: self.latents[index].float(), "prompt": self.prompts[index]}
+
+
+@DATASETS.register_module()
+class EditImageDataset(ImageLatentDataset):
+    """Images to edit and their instructions, for distilling an editing model (FLUX.1 Kontext):
+    the same records and encode-once cache as :class:`ImageLatentDataset` (a record's text may be
+    called ``instruction`` instead of ``prompt``), but the latents are the teacher's condition
+    image: items ``image_latents`` (C, h, w) and ``prompt``. The edited image is drawn from noise
+    at the source's size, data-free, as the teacher would draw it."""
+
+    latent_key = "image_latents"

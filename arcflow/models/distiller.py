@@ -118,23 +118,29 @@ class ArcFlowDistiller(BaseModel):
 
     # ------------------------------------------------------------------ inputs
     def conditioning(self, data: dict[str, Any]) -> Cond:
-        """The conditioning dict of a batch: its cached embeddings, or its prompts encoded."""
+        """The conditioning dict of a batch: its cached embeddings, or its prompts encoded; an
+        editing model's batch adds the latents of its images to edit (``image_latents``)."""
         cond = {k: v for k, v in data.items() if k.endswith(("_embeds", "_embeds_mask"))}
-        if cond:
-            return cond
-        if self.prompt_encoder is None:
-            raise ValueError(
-                "the batch has no cached embeddings (keys ending in '_embeds') and the distiller "
-                "has no prompt_encoder: set model.prompt_encoder in the config or cache prompts"
-            )
-        with torch.no_grad():
-            return self.prompt_encoder(list(data["prompt"]))
+        if not cond:
+            if self.prompt_encoder is None:
+                raise ValueError(
+                    "the batch has no cached embeddings (keys ending in '_embeds') and the "
+                    "distiller has no prompt_encoder: set model.prompt_encoder in the config or "
+                    "cache prompts"
+                )
+            with torch.no_grad():
+                cond = self.prompt_encoder(list(data["prompt"]))
+        if "image_latents" in data:
+            cond = {**cond, "image_latents": data["image_latents"]}
+        return cond
 
     def _latent_shape(self, data: dict[str, Any], batch: int) -> tuple[int, ...]:
-        """The noise's shape: that of the batch's latents (data variant), else of its
-        ``latent_size``, else ``self.latent_size``."""
+        """The noise's shape: that of the batch's latents (data variant) or of its images to edit,
+        else of its ``latent_size``, else ``self.latent_size``."""
         if "latents" in data:
             return (batch, self.student.latent_channels, *data["latents"].shape[-2:])
+        if "image_latents" in data:  # an edit: the edited image has the source's size
+            return (batch, self.student.latent_channels, *data["image_latents"].shape[-2:])
         size = data.get("latent_size")
         if size is None:
             height, width = self.latent_size
