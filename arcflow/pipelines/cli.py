@@ -33,6 +33,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from arcflow.errors import UserError, run_cli, writable_dir
 from arcflow.pipelines.loading import (
+    EDIT_SPECS,
     PRESETS,
     WEIGHT_SUFFIXES,
     CliSpec,
@@ -158,6 +159,17 @@ def build_parser(spec: CliSpec) -> argparse.ArgumentParser:
     )
     add_lora_argument(parser)
     add_preset_argument(parser)
+    edit = EDIT_SPECS[spec.edit].name if spec.edit else None
+    parser.add_argument(
+        "--image",
+        type=Path,
+        help=(
+            f"edit this image with {edit} as each prompt instructs (any size: resized to the "
+            f"model's grid); --model / --adapter then name {edit} folders"
+            if edit
+            else f"editing is not available for {spec.name} in this version"
+        ),
+    )
     parser.add_argument("--device", help="default: cuda if available (cuda:LOCAL_RANK), else cpu")
     parser.add_argument(
         "--dtype",
@@ -351,7 +363,8 @@ def sample(
     batch = dict(call, num_images_per_prompt=len(indices))
     if teacher_steps:
         batch["teacher_steps"] = teacher_steps
-    return pipe(prompt, generator=seeded(seed, indices), **batch).images
+    # By keyword: an editing pipeline takes the image first.
+    return pipe(prompt=prompt, generator=seeded(seed, indices), **batch).images
 
 
 def save_sample(
@@ -476,6 +489,7 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         raise LoadError(str(error)) from None
     model, adapter = resolve_sources(spec, args)
     check_image_size(model, args.height, args.width)
+    source = None if getattr(args, "image", None) is None else open_edit_image(args.image)
     pipe = load_pipeline(
         spec, model, adapter, resolve_dtype(dtype), device, args.offload, args.quantize, args.gguf
     )
@@ -494,6 +508,20 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         **resolve_call(model, args),
     )
     guidance_scale = call.pop("guidance_scale")
+    if source is not None:
+        call["image"] = source
+        # The edited image has the source's size on the model's grid unless the flags say.
+        multiple = pipe.vae_scale_factor * 2
+        grid = (source.height // multiple * multiple, source.width // multiple * multiple)
+        if min(grid) == 0:
+            raise LoadError(f"--image {args.image} is smaller than one {multiple}-pixel token")
+        if grid != (source.height, source.width):
+            print(
+                f"--image {args.image} is {source.width}x{source.height}: edited at "
+                f"{grid[1]}x{grid[0]} (sides are multiples of {multiple} for this model)"
+            )
+        call["height"] = args.height or grid[0]
+        call["width"] = args.width or grid[1]
     try:
         pipe.latent_size(call["height"], call["width"])
     except ValueError as error:
@@ -513,13 +541,32 @@ def load_from_args(spec: CliSpec, args: argparse.Namespace, local_rank: int = 0)
         merge_lora=args.merge_lora,
         loras=" ".join(f"{path}:{weight:g}" for path, weight in args.lora),
     )
+    if source is not None:
+        settings["image"] = str(args.image)
     return LoadedPipeline(pipe, call, settings)
+
+
+def open_edit_image(path: Path) -> Any:
+    """``--image`` as an RGB PIL image; LoadError in one line when it is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise LoadError(f"--image {path} does not exist: give the image to edit")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise LoadError(f"--image {path} is not a readable image ({error})") from None
 
 
 def run(spec: CliSpec, argv: list[str] | None = None) -> int:
     """Parse ``argv``, generate, write the PNGs; returns the exit code (2: nothing loadable)."""
     parser = build_parser(spec)
     args = parser.parse_args(argv)
+    if args.image is not None:
+        if spec.edit is None:
+            parser.error(f"--image: editing is not available for {spec.name} in this version")
+        spec = EDIT_SPECS[spec.edit].under(spec.root)
     prompts = read_prompts(args, parser)
     check_arguments(args, parser)
     quiet_libraries()

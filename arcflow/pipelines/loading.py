@@ -56,8 +56,9 @@ class CliSpec:
     arch: str  # "flux", "qwen_image": which folders of a preset
     pipeline: str  # class name in arcflow.pipelines
     default_model: str
-    default_adapter: str  # "<repo>/<subfolder>" on the Hub
+    default_adapter: str | None  # "<repo>/<subfolder>" on the Hub; None: none is published
     root: str = "."  # the folder a preset's relative folders are under
+    edit: str | None = None  # the key in EDIT_SPECS of this family's editing model (``--image``)
 
     def under(self, root: str | Path) -> CliSpec:
         """This spec with presets' folders under ``root`` (an entry script's folder, so that a
@@ -81,6 +82,14 @@ FLUX = CliSpec(
     pipeline="ArcFluxPipeline",
     default_model="black-forest-labs/FLUX.1-dev",
     default_adapter=f"{PUBLISHED_REPO}/arcflow-flux-2steps",
+    edit="flux_kontext",
+)
+FLUX_KONTEXT = CliSpec(
+    name="FLUX.1 Kontext",
+    arch="flux_kontext",
+    pipeline="ArcFluxKontextPipeline",
+    default_model="black-forest-labs/FLUX.1-Kontext-dev",
+    default_adapter=None,
 )
 QWEN_IMAGE = CliSpec(
     name="Qwen-Image",
@@ -92,6 +101,8 @@ QWEN_IMAGE = CliSpec(
 
 
 SPECS = {"flux": FLUX, "qwen_image": QWEN_IMAGE}
+# The editing models, reached through their family's command line with --image.
+EDIT_SPECS = {"flux_kontext": FLUX_KONTEXT}
 
 
 def specs_under(root: str | Path) -> dict[str, CliSpec]:
@@ -148,7 +159,13 @@ def resolve_sources(spec: CliSpec, args: argparse.Namespace) -> tuple[str, str]:
     for given, flag in ((model, "--model"), (adapter, "--adapter")):
         if given is not None:
             check_local_source(given, flag)
-    return model or spec.default_model, adapter or spec.default_adapter
+    adapter = adapter or spec.default_adapter
+    if adapter is None:
+        raise LoadError(
+            f"no ArcFlow adapter of {spec.name} is published: pass --adapter with a local export "
+            "of your distillation (docs/editing.md)"
+        )
+    return model or spec.default_model, adapter
 
 
 def sampling_defaults(model: str) -> dict[str, Any]:
