@@ -23,7 +23,7 @@ from arcflow.models.loading import build_transformer
 from arcflow.tinyworld.architectures import transformer_config
 
 ARCHS = ("flux", "qwen_image")
-TOY = {arch: transformer_config(arch, "toy") for arch in ARCHS}
+TOY = {arch: transformer_config(arch, "toy") for arch in (*ARCHS, "flux2_klein")}
 LATENT_CHANNELS = TOY["flux"]["in_channels"] // 4  # the toy latents' channels, 4
 # The tests' students: K = 3, LoRA rank 2 without dropout.
 STUDENT_KWARGS = dict(num_components=3, lora_rank=2, lora_alpha=2, lora_dropout=0.0)
@@ -54,6 +54,11 @@ class TinyWorld:
         gen = torch.Generator().manual_seed(seed)
         family = {"flux_kontext": "flux", "qwen_image_edit": "qwen_image"}.get(arch, arch)
         dim = self.configs[family]["joint_attention_dim"]
+        if arch == "flux2_klein":  # padded prompts without a mask, true CFG
+            return {
+                "prompt_embeds": torch.randn(batch, 5, dim, generator=gen),
+                "negative_prompt_embeds": torch.randn(batch, negative_len, dim, generator=gen),
+            }
         if arch in ("flux", "flux_kontext"):
             cond = {
                 "prompt_embeds": torch.randn(batch, 5, dim, generator=gen),
@@ -79,10 +84,10 @@ class TinyWorld:
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(batch, LATENT_CHANNELS, height, width, generator=gen)
 
-    def edit_round_trip(self, arch: str, folder: Path) -> tuple[str, torch.Tensor, torch.Tensor]:
-        """An edit student moved off its initialisation (to fp16-representable weights, so the
-        round trip is exact), saved, loaded on a fresh base: its adapter class name and 2-NFE
-        samples of the saved and the loaded student from the same noise and source image."""
+    def adapter_round_trip(self, arch: str, folder: Path) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """A student moved off its initialisation (to fp16-representable weights, so the round
+        trip is exact), saved, loaded on a fresh base: its adapter class name and 2-NFE samples
+        of the saved and the loaded student from the same noise and conditioning."""
         from arcflow.flow.sampling import sample_student
         from arcflow.models.adapter_format import load_arcflow_adapter, save_arcflow_adapter
 

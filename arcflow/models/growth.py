@@ -32,6 +32,10 @@ Growth = int | Mapping[str, int]
 def growth_factors(arch: str, deepen: Growth) -> dict[str, int]:
     """``deepen`` as ``{stack name: factor}``, checked against the arch's growable stacks."""
     stacks = get_arch(arch).growable_stacks
+    if deepen == 1:
+        return {}  # nothing grows: every base takes it, growable stacks or none
+    if isinstance(deepen, int) and not stacks:
+        raise ValueError(f"{arch!r} has no growable stacks: transformer.deepen must be 1")
     factors = {next(iter(stacks)): deepen} if isinstance(deepen, int) else dict(deepen)
     unknown = sorted(set(factors) - set(stacks))
     if unknown:

@@ -119,6 +119,20 @@ TRANSFORMERS: dict[str, dict[str, dict[str, Any]]] = {
             joint_attention_dim=16,
             axes_dims_rope=(8, 4, 4),
         ),
+        # FLUX.2 [klein]: 4-axis positions, no guidance embedding (true CFG), no biases.
+        "flux2_klein": dict(
+            patch_size=1,
+            in_channels=16,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=24,
+            timestep_guidance_channels=32,
+            mlp_ratio=2.0,
+            axes_dims_rope=(4, 4, 4, 4),
+            guidance_embeds=False,
+        ),
     },
     "benchmark": {
         "flux": dict(

@@ -44,6 +44,7 @@ def test_config_loads_with_known_keys(config, tmp_path):
         ("configs/qwen/arcflow_qwen.py", "qwen_image", 0.96, 20.4),
         ("configs/qwen/arcflow_qwen_2512.py", "qwen_image", 0.96, 20.4),
         ("configs/flux_kontext/arcflow_flux_kontext.py", "flux_kontext", 0.65, 11.9),
+        ("configs/flux2/arcflow_flux2_klein.py", "flux2_klein", 0.19, 3.88),
     ],
 )
 def test_released_configs_build_on_meta(config, arch, trainable_b, base_b, tmp_path):

@@ -78,7 +78,7 @@ def test_student_velocity_at_sigma_src_equals_teacher_at_init(tiny):
 
 
 def test_two_nfe_edit_sample_and_adapter_round_trip(tiny, tmp_path):
-    class_name, ours, again = tiny.edit_round_trip(ARCH, tmp_path)
+    class_name, ours, again = tiny.adapter_round_trip(ARCH, tmp_path)
     assert class_name == "ArcFluxKontextTransformer2DModel"
     assert torch.isfinite(ours).all() and torch.equal(ours, again)
 

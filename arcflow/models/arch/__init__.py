@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from arcflow.models.arch.base import ArchAdapter, Cond, is_float8
 from arcflow.models.arch.flux import FluxAdapter
+from arcflow.models.arch.flux2 import Flux2KleinAdapter
 from arcflow.models.arch.flux_kontext import FluxKontextAdapter
 from arcflow.models.arch.qwen_image import QwenImageAdapter
 from arcflow.models.arch.qwen_image_edit import QwenImageEditAdapter
@@ -14,6 +15,7 @@ __all__ = [
     "ARCHS",
     "ArchAdapter",
     "Cond",
+    "Flux2KleinAdapter",
     "FluxAdapter",
     "FluxKontextAdapter",
     "QwenImageAdapter",
@@ -30,6 +32,7 @@ ARCHS: dict[str, ArchAdapter] = {
         QwenImageAdapter(),
         FluxKontextAdapter(),
         QwenImageEditAdapter(),
+        Flux2KleinAdapter(),
     )
 }
 

@@ -170,6 +170,87 @@ class ArchAdapter(ABC):
     ) -> torch.Tensor:
         """The guided teacher velocity ``(B, C, H, W)`` in float32 (proj_out in teacher mode)."""
 
+    # ------------------------------------------------------------------ true CFG
+    display_name: ClassVar[str]  # in messages: "Qwen-Image"
+
+    def _source(self, cond: Cond) -> torch.Tensor | None:
+        """The latent of a condition image whose tokens join the sequence (an edit model's
+        source image), or None."""
+        return None
+
+    def _forward(
+        self,
+        transformer: ModelMixin,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        prompt: torch.Tensor,
+        mask: torch.Tensor | None,
+        source: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One forward on ``prompt`` embeddings (and a condition image): the noisy tokens."""
+        raise NotImplementedError(f"{type(self).__name__} runs no true CFG")
+
+    def _guide(self, positive: torch.Tensor, negative: torch.Tensor, scale: float) -> torch.Tensor:
+        """True CFG of float32 velocity tokens ``(B, N, F)``: ``u_neg + s (u_pos - u_neg)``."""
+        return negative + scale * (positive - negative)
+
+    def true_cfg_velocity(
+        self,
+        transformer: ModelMixin,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: Cond,
+        guidance_scale: float | None,
+    ) -> torch.Tensor:
+        """The teacher velocity of a base guided by a negative prompt (:attr:`true_cfg`): one
+        forward on the prompt at scale None or 1; else the prompt and the negative prompt (one
+        doubled batch when their text lengths agree), combined by :meth:`_guide`."""
+        prompt = require(cond, "prompt_embeds", self.display_name, "(B, L, joint_attention_dim)")
+        mask = cond.get("prompt_embeds_mask")
+        source = self._source(cond)
+        height, width = x.shape[-2:]
+        if guidance_scale is None or guidance_scale == 1.0:
+            tokens = self._forward(transformer, x, sigma, prompt, mask, source)
+            return as_velocity(tokens, height, width)
+        if cond.get("negative_prompt_embeds") is None:
+            raise ValueError(
+                f"the {self.display_name} teacher uses true CFG (guidance_scale="
+                f"{guidance_scale}): cond needs 'negative_prompt_embeds' (B, L', D) (and its "
+                "mask 'negative_prompt_embeds_mask' (B, L') where the base takes one): the "
+                "embedding of the empty negative prompt; got keys "
+                f"{sorted(cond)}"
+            )
+        negative = cond["negative_prompt_embeds"]
+        negative_mask = cond.get("negative_prompt_embeds_mask")
+        if negative.shape[0] == 1 < prompt.shape[0]:
+            # One negative prompt (the empty one) shared by the batch.
+            negative = negative.expand(prompt.shape[0], -1, -1)
+            if negative_mask is not None:
+                negative_mask = negative_mask.expand(prompt.shape[0], -1)
+        if negative.shape == prompt.shape:
+            # Same text length: one forward on the doubled batch.
+            if mask is not None or negative_mask is not None:
+                ones = torch.ones(prompt.shape[:2], dtype=torch.bool, device=prompt.device)
+                mask = torch.cat(
+                    [
+                        ones if mask is None else mask.bool(),
+                        ones if negative_mask is None else negative_mask.bool(),
+                    ]
+                )
+            tokens = self._forward(
+                transformer,
+                x.repeat(2, 1, 1, 1),
+                sigma.repeat(2),
+                torch.cat([prompt, negative]),
+                mask,
+                None if source is None else source.repeat(2, 1, 1, 1),
+            )
+            u_pos, u_neg = tokens.float().chunk(2)
+        else:
+            u_pos = self._forward(transformer, x, sigma, prompt, mask, source).float()
+            u_neg = self._forward(transformer, x, sigma, negative, negative_mask, source).float()
+        return as_velocity(self._guide(u_pos, u_neg, guidance_scale), height, width)
+
     # ------------------------------------------------------------------ published format
     def published_config(self, transformer: ModelMixin) -> dict[str, Any]:
         """Base constructor arguments as the published ``Arc*Transformer2DModel`` takes them.

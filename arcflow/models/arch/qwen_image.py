@@ -20,7 +20,7 @@ from diffusers import (
 )
 from torch import nn
 
-from arcflow.models.arch.base import DUAL_STREAM_ATTENTION, ArchAdapter, Cond, as_velocity, require
+from arcflow.models.arch.base import DUAL_STREAM_ATTENTION, ArchAdapter, require
 from arcflow.models.packing import PACK, pack_latents
 from arcflow.released import RELEASED_GUIDANCE
 
@@ -32,6 +32,7 @@ class QwenImageAdapter(ArchAdapter):
     on the positive prompt only."""
 
     name = "qwen_image"
+    display_name = "Qwen-Image"
     transformer_cls = QwenImageTransformer2DModel
     published_class_name = "ArcQwenImageTransformer2DModel"
     input_embedder = "img_in"
@@ -125,11 +126,6 @@ class QwenImageAdapter(ArchAdapter):
             "negative_prompt_embeds_mask": mask(negative_length),
         }
 
-    def _source(self, cond: Cond) -> torch.Tensor | None:
-        """The latent of a condition image whose tokens join the sequence (an edit model's
-        source image), or None: Qwen-Image has none."""
-        return None
-
     def _forward(
         self,
         transformer: ModelMixin,
@@ -159,57 +155,10 @@ class QwenImageAdapter(ArchAdapter):
         # The noisy latent's tokens first; the condition image's outputs pass through.
         return out[:, : (height // PACK) * (width // PACK)]
 
-    def _guide(self, positive: torch.Tensor, negative: torch.Tensor, scale: float) -> torch.Tensor:
-        """True CFG of float32 velocity tokens ``(B, N, F)``: ``u_neg + s (u_pos - u_neg)``."""
-        return negative + scale * (positive - negative)
-
     def student_tokens(self, transformer, x, sigma, cond, guidance_scale):
-        prompt = require(cond, "prompt_embeds", "Qwen-Image", "(B, L, joint_attention_dim)")
+        prompt = require(cond, "prompt_embeds", self.display_name, "(B, L, joint_attention_dim)")
         mask = cond.get("prompt_embeds_mask")
         return self._forward(transformer, x, sigma, prompt, mask, self._source(cond))
 
     def teacher_velocity(self, transformer, x, sigma, cond, guidance_scale):
-        prompt = require(cond, "prompt_embeds", "Qwen-Image", "(B, L, joint_attention_dim)")
-        mask = cond.get("prompt_embeds_mask")
-        source = self._source(cond)
-        height, width = x.shape[-2:]
-        if guidance_scale is None or guidance_scale == 1.0:
-            tokens = self._forward(transformer, x, sigma, prompt, mask, source)
-            return as_velocity(tokens, height, width)
-        if cond.get("negative_prompt_embeds") is None:
-            raise ValueError(
-                f"the Qwen-Image teacher uses true CFG (guidance_scale={guidance_scale}): cond "
-                "needs 'negative_prompt_embeds' (B, L', D) and 'negative_prompt_embeds_mask' "
-                "(B, L') (the embedding of the empty negative prompt); got keys "
-                f"{sorted(cond)}"
-            )
-        negative = cond["negative_prompt_embeds"]
-        negative_mask = cond.get("negative_prompt_embeds_mask")
-        if negative.shape[0] == 1 < prompt.shape[0]:
-            # One negative prompt (the empty one) shared by the batch.
-            negative = negative.expand(prompt.shape[0], -1, -1)
-            if negative_mask is not None:
-                negative_mask = negative_mask.expand(prompt.shape[0], -1)
-        if negative.shape == prompt.shape:
-            # Same text length: one forward on the doubled batch.
-            if mask is not None or negative_mask is not None:
-                ones = torch.ones(prompt.shape[:2], dtype=torch.bool, device=prompt.device)
-                mask = torch.cat(
-                    [
-                        ones if mask is None else mask.bool(),
-                        ones if negative_mask is None else negative_mask.bool(),
-                    ]
-                )
-            tokens = self._forward(
-                transformer,
-                x.repeat(2, 1, 1, 1),
-                sigma.repeat(2),
-                torch.cat([prompt, negative]),
-                mask,
-                None if source is None else source.repeat(2, 1, 1, 1),
-            )
-            u_pos, u_neg = tokens.float().chunk(2)
-        else:
-            u_pos = self._forward(transformer, x, sigma, prompt, mask, source).float()
-            u_neg = self._forward(transformer, x, sigma, negative, negative_mask, source).float()
-        return as_velocity(self._guide(u_pos, u_neg, guidance_scale), height, width)
+        return self.true_cfg_velocity(transformer, x, sigma, cond, guidance_scale)

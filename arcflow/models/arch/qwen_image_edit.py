@@ -24,6 +24,7 @@ class QwenImageEditAdapter(QwenImageAdapter):
     """Qwen-Image-Edit: Qwen-Image's forward with the source image's patches in the sequence."""
 
     name = "qwen_image_edit"
+    display_name = "Qwen-Image-Edit"
     family = "qwen_image"
     published_class_name = "ArcQwenImageEditTransformer2DModel"
     text_pipeline_cls = QwenImageEditPipeline
