@@ -95,7 +95,7 @@ from arcflow.pipelines.cli import DefaultsHelpFormatter  # noqa: E402
 DISTILLER_CONFIG = REPO_ROOT / "configs/_base_/models/arcflow_distiller.py"
 SCHEDULE_CONFIG = REPO_ROOT / "configs/_base_/schedules/distill.py"
 RUNTIME_CONFIG = REPO_ROOT / "configs/_base_/runtime/default.py"
-ARCHS = ("flux", "qwen_image")
+ARCHS = ("flux", "qwen_image", "flux2_klein")
 # Bytes per trainable parameter in training: fp32 weight and gradient, AdamW's two fp32 moments.
 TRAIN_BYTES_PER_TRAINABLE = 16
 

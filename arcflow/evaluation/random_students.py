@@ -23,6 +23,7 @@ from arcflow.released import RELEASED_MAX_SEQUENCE_LENGTH
 RELEASED_STUDENT_CONFIGS = {
     "flux": "configs/_base_/models/flux_student.py",
     "qwen_image": "configs/_base_/models/qwen_student.py",
+    "flux2_klein": "configs/_base_/models/flux2_klein_student.py",
 }
 # The CPU benchmark's small random architectures, of the released ones' structure (registered by
 # name in arcflow.registry.ARCHITECTURES when the caller imports arcflow.tinyworld).
@@ -30,8 +31,13 @@ TINY_ARCHITECTURE = "benchmark"
 TINY_LORA_RANK = 8
 # Prompt tokens: FluxPipeline pads T5 to max_sequence_length (512); Qwen-Image keeps the prompt's
 # own length (a typical prompt after the template is dropped) and the empty negative prompt's.
-TEXT_LENGTHS = {"flux": (RELEASED_MAX_SEQUENCE_LENGTH, 0), "qwen_image": (128, 6)}
-TINY_TEXT_LENGTHS = {"flux": (32, 0), "qwen_image": (16, 4)}
+# FLUX.2 [klein] pads the prompt and the negative one to the text length.
+TEXT_LENGTHS = {
+    "flux": (RELEASED_MAX_SEQUENCE_LENGTH, 0),
+    "qwen_image": (128, 6),
+    "flux2_klein": (RELEASED_MAX_SEQUENCE_LENGTH, RELEASED_MAX_SEQUENCE_LENGTH),
+}
+TINY_TEXT_LENGTHS = {"flux": (32, 0), "qwen_image": (16, 4), "flux2_klein": (16, 16)}
 VAE_FACTOR = 8  # pixels per latent pixel of both released VAEs
 
 

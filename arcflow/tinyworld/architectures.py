@@ -157,6 +157,19 @@ TRANSFORMERS: dict[str, dict[str, dict[str, Any]]] = {
             joint_attention_dim=64,
             axes_dims_rope=(8, 12, 12),
         ),
+        "flux2_klein": dict(
+            patch_size=1,
+            in_channels=16,
+            num_layers=2,
+            num_single_layers=2,
+            attention_head_dim=32,
+            num_attention_heads=3,
+            joint_attention_dim=64,
+            timestep_guidance_channels=32,
+            mlp_ratio=3.0,
+            axes_dims_rope=(8, 8, 8, 8),
+            guidance_embeds=False,
+        ),
     },
 }
 

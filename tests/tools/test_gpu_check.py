@@ -14,7 +14,7 @@ def test_tiny_scale_runs_every_measurement(gpu_check, tmp_path):
     assert gpu_check.main(argv) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     names = [(r.get("arch"), r["name"]) for r in records]
-    for arch in ("flux", "qwen_image"):
+    for arch in ("flux", "qwen_image", "flux2_klein"):
         for name in (
             "build",
             "loop/student",
