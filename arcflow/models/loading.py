@@ -50,7 +50,7 @@ def load_base_transformer(
     Args:
         model: a Hub id (``"black-forest-labs/FLUX.1-dev"``, ``"Qwen/Qwen-Image"``) or a local
             folder: a pipeline folder with ``<subfolder>/config.json`` or the transformer folder.
-        arch: ``"flux"`` or ``"qwen_image"``.
+        arch: a key of :data:`arcflow.models.arch.ARCHS` (``"flux"``, ``"qwen_image"``, ...).
         torch_dtype: e.g. ``torch.bfloat16`` or ``"bfloat16"``; None is diffusers' default,
             float32 (weights stored in half precision are upcast).
         subfolder: the transformer's folder inside a pipeline folder or repository.

@@ -19,7 +19,7 @@ class PromptEncoder(nn.Module):
     prompt (padded to one length with the positives, so the CFG pair runs as one batch).
 
     Args:
-        arch: ``"flux"`` or ``"qwen_image"``.
+        arch: a key of :data:`arcflow.models.arch.ARCHS` (``"flux"``, ``"qwen_image"``, ...).
         pretrained: hub id or local diffusers folder holding the tokenizers and text encoders.
         max_sequence_length: token budget of the long encoder (T5 / Qwen2.5-VL).
         torch_dtype: dtype of the encoders (e.g. ``"bfloat16"``).

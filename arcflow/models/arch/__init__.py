@@ -38,7 +38,7 @@ ARCHS: dict[str, ArchAdapter] = {
 
 
 def get_arch(arch: str | ArchAdapter) -> ArchAdapter:
-    """The adapter named ``arch`` (``"flux"``, ``"qwen_image"``); an adapter passes through."""
+    """The adapter named ``arch`` (a key of :data:`ARCHS`); an adapter passes through."""
     if isinstance(arch, ArchAdapter):
         return arch
     if arch not in ARCHS:
