@@ -52,8 +52,11 @@ class ArchAdapter(ABC):
     # they make a block the identity on the residual stream).
     growable_stacks: ClassVar[dict[str, tuple[str, tuple[str, ...]]]]
 
-    vae_cls: ClassVar[type[ModelMixin]]  # the base's VAE class (``vae/`` of its folder)
-    text_pipeline_cls: ClassVar[type]  # the stock pipeline whose ``encode_prompt`` is used
+    vae: ClassVar[str]  # the diffusers name of the base's VAE class (``vae/`` of its folder)
+    # The stock pipeline whose ``encode_prompt`` (and LoRA loader) this base uses, by its diffusers
+    # name: importing a pipeline class imports transformers' image processors, which a training
+    # run that never builds the pipeline should not pay for (nor print their warnings).
+    text_pipeline: ClassVar[str]
     # The teacher is guided by a negative prompt (true CFG: 2 forwards a step) rather than by an
     # embedded guidance input.
     true_cfg: ClassVar[bool] = False
@@ -62,6 +65,21 @@ class ArchAdapter(ABC):
     # projections an ``attention=True`` student adds.
     lora_patterns: ClassVar[tuple[str, ...]]
     attention_lora_patterns: ClassVar[tuple[str, ...]]
+
+    @property
+    def vae_cls(self) -> type[ModelMixin]:
+        """The diffusers VAE class named by :attr:`vae`, imported on first use (diffusers'
+        autoencoders module pulls in pipeline code)."""
+        import diffusers
+
+        return getattr(diffusers, self.vae)
+
+    @property
+    def text_pipeline_cls(self) -> type:
+        """The diffusers pipeline class named by :attr:`text_pipeline`, imported on first use."""
+        import diffusers
+
+        return getattr(diffusers, self.text_pipeline)
 
     # ------------------------------------------------------------------ structure
     def check_transformer(self, transformer: nn.Module) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel, ModelMixin
+from diffusers import FluxTransformer2DModel, ModelMixin
 
 from arcflow.models.arch.base import (
     DUAL_STREAM_ATTENTION,
@@ -59,8 +59,8 @@ class FluxAdapter(ArchAdapter):
         "axes_dims_rope": (16, 56, 56),
     }
 
-    vae_cls = AutoencoderKL
-    text_pipeline_cls = FluxPipeline
+    vae = "AutoencoderKL"
+    text_pipeline = "FluxPipeline"
     lora_patterns = (
         r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)",
         r"transformer_blocks\.\d+\.ff_context\.net\.(0\.proj|2)",

@@ -24,8 +24,6 @@ from typing import Any
 
 import torch
 from diffusers import (
-    AutoencoderKLFlux2,
-    Flux2KleinPipeline,
     Flux2Transformer2DModel,
     ModelMixin,
 )
@@ -57,8 +55,8 @@ class Flux2KleinAdapter(ArchAdapter):
     name = "flux2_klein"
     display_name = "FLUX.2 [klein]"
     transformer_cls = Flux2Transformer2DModel
-    vae_cls = AutoencoderKLFlux2
-    text_pipeline_cls = Flux2KleinPipeline
+    vae = "AutoencoderKLFlux2"
+    text_pipeline = "Flux2KleinPipeline"
     true_cfg = True
     published_class_name = "ArcFlux2Transformer2DModel"
     input_embedder = "x_embedder"

@@ -12,7 +12,7 @@ Conditioning: FLUX's ``prompt_embeds`` and ``pooled_prompt_embeds``, plus ``imag
 from __future__ import annotations
 
 import torch
-from diffusers import FluxKontextPipeline, ModelMixin
+from diffusers import ModelMixin
 
 from arcflow.models.arch.base import Cond, require
 from arcflow.models.arch.flux import FluxAdapter
@@ -29,7 +29,7 @@ class FluxKontextAdapter(FluxAdapter):
     name = "flux_kontext"
     family = "flux"
     published_class_name = "ArcFluxKontextTransformer2DModel"
-    text_pipeline_cls = FluxKontextPipeline
+    text_pipeline = "FluxKontextPipeline"
 
     def default_guidance_scale(self, transformer: ModelMixin) -> float | None:
         return KONTEXT_GUIDANCE if transformer.config.guidance_embeds else None

@@ -13,9 +13,7 @@ from typing import Any
 
 import torch
 from diffusers import (
-    AutoencoderKLQwenImage,
     ModelMixin,
-    QwenImagePipeline,
     QwenImageTransformer2DModel,
 )
 from torch import nn
@@ -60,8 +58,8 @@ class QwenImageAdapter(ArchAdapter):
         "axes_dims_rope": (16, 56, 56),
     }
 
-    vae_cls = AutoencoderKLQwenImage
-    text_pipeline_cls = QwenImagePipeline
+    vae = "AutoencoderKLQwenImage"
+    text_pipeline = "QwenImagePipeline"
     true_cfg = True
     lora_patterns = (
         r"transformer_blocks\.\d+\.img_mlp\.net\.(0\.proj|2)",

@@ -14,7 +14,6 @@ image to the Qwen2.5-VL text encoder; that prompt encoding is not part of this m
 from __future__ import annotations
 
 import torch
-from diffusers import QwenImageEditPipeline
 
 from arcflow.models.arch.base import Cond, require
 from arcflow.models.arch.qwen_image import QwenImageAdapter
@@ -27,7 +26,7 @@ class QwenImageEditAdapter(QwenImageAdapter):
     display_name = "Qwen-Image-Edit"
     family = "qwen_image"
     published_class_name = "ArcQwenImageEditTransformer2DModel"
-    text_pipeline_cls = QwenImageEditPipeline
+    text_pipeline = "QwenImageEditPipeline"
 
     def encode_prompts(self, pipe, prompts, device, max_sequence_length, negative_prompt):
         raise NotImplementedError(
