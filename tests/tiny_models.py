@@ -52,8 +52,9 @@ class TinyWorld:
         """Random conditioning of ``arch``; the edit models' (FLUX.1 Kontext, Qwen-Image-Edit)
         holds a source image latent of another size (4 x 10) than :meth:`latents`' (8 x 6)."""
         gen = torch.Generator().manual_seed(seed)
-        family = {"flux_kontext": "flux", "qwen_image_edit": "qwen_image"}.get(arch, arch)
-        dim = self.configs[family]["joint_attention_dim"]
+        from arcflow.models.arch import get_arch
+
+        dim = self.configs[get_arch(arch).family or arch]["joint_attention_dim"]
         if arch == "flux2_klein":  # padded prompts without a mask, true CFG
             return {
                 "prompt_embeds": torch.randn(batch, 5, dim, generator=gen),

@@ -15,7 +15,6 @@ format itself is unchanged, and adapters without the file load as before.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 from collections.abc import Mapping, Sequence
@@ -24,18 +23,17 @@ from typing import Any
 
 from diffusers import ModelMixin
 
+from arcflow.models.loading import folder_fingerprint
+
 TEACHER_FILE = "teacher.json"
+
+
+def _file_fingerprint(path: Path) -> str | None:
+    """The first 12 hex digits of a local file's SHA-256 (None for a Hub LoRA)."""
+    return folder_fingerprint(path.parent, (path.name,)) if path.is_file() else None
+
+
 _LORA_KEYS = {"path", "weight"}
-
-
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 def lora_entries(loras: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -66,7 +64,7 @@ def teacher_record(base: str | None, loras: Sequence[Mapping[str, Any]] = ()) ->
             {
                 "name": Path(entry["path"]).name,
                 "weight": entry["weight"],
-                "sha256": _sha256(Path(entry["path"]).expanduser()),
+                "sha256": _file_fingerprint(Path(entry["path"]).expanduser()),
             }
             for entry in lora_entries(loras)
         ],

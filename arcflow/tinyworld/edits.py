@@ -51,9 +51,6 @@ from arcflow.tinyworld.scenes import (
 )
 
 EDIT_FORMS = ("color", "move", "size", "shape", "remove", "add")
-# Words of the instructions that no caption uses (the tiny text encoders' vocabulary grows by
-# these for an edit stack).
-EDIT_WORDS = ("make", "move", "turn", "into", "remove", "add")
 _TRAIN = frozenset(_TRAIN_COMBOS)
 
 
